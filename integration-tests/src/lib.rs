@@ -1,0 +1,1 @@
+//! Integration tests live in `tests/api/`; see `tests/api/helpers.rs`.

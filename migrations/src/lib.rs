@@ -1,0 +1,16 @@
+//! The QuickChat schema as sea-orm migrations, applied on startup to SQLite (embedded
+//! default) and PostgreSQL alike. Every table uses portable column types; ids are UUIDs.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// Runs every migration in order; `Migrator::up(&db, None)` brings a database up to date.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,88 @@
+//! Validated domain types. A request is parsed into these at the boundary; after that no
+//! handler sees a raw string. Each `parse` returns a [`FieldViolation`] whose description is
+//! the sentence shown to the user.
+
+mod group;
+mod identity;
+mod message;
+
+pub use group::{GroupTitle, MemberName, Passcode};
+pub use identity::{DisplayName, Email, Password};
+pub use message::MessageBody;
+
+/// One invalid field of a request: the field's name as in the `.proto`, and a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: &'static str,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field,
+            description: description.into(),
+        }
+    }
+}
+
+/// Collects the violations of a whole request so that the client learns about every bad
+/// field at once, not one per round trip.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the parsed value, or records why it failed.
+    pub fn check<T>(&mut self, parsed: Result<T, FieldViolation>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(violation) => {
+                self.0.push(violation);
+                None
+            }
+        }
+    }
+
+    /// `Ok(())` when nothing failed, otherwise the violations as an `INVALID_ARGUMENT` error.
+    pub fn finish(self) -> Result<(), crate::error::ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::InvalidArgument(self.0))
+        }
+    }
+}
+
+/// Length of `s` in characters (what a person counts), not bytes.
+fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// A display name: trimmed, 1 to 64 characters, no control characters. Shared by account
+/// names and member names, which differ only in their field and wording.
+fn parse_name(field: &'static str, label: &str, raw: &str) -> Result<String, FieldViolation> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(FieldViolation::new(
+            field,
+            format!("{label} must not be empty."),
+        ));
+    }
+    if char_len(name) > 64 {
+        return Err(FieldViolation::new(
+            field,
+            format!("{label} must be at most 64 characters long."),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            format!("{label} must not contain control characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}

@@ -1,0 +1,23 @@
+//! The QuickChat server.
+//!
+//! A request arrives over gRPC or gRPC-web ([`startup`] builds the tonic server, with health
+//! checks, reflection and CORS) and reaches one of the handlers in [`api`]. A handler turns
+//! the raw request into [`domain`] types (validation happens there and nowhere else),
+//! authenticates the caller with [`auth`] (JWT access tokens, member tokens, refresh-token
+//! rotation, OpenID Connect), and reads or writes through the [`store`] (sea-orm over SQLite
+//! by default, or PostgreSQL). Every failure is an [`error::ApiError`], which is turned into
+//! a `tonic::Status` in exactly one place so that internal details never reach a client.
+//! [`settings`] holds the typed configuration and [`telemetry`] the tracing setup.
+
+pub mod api;
+pub mod auth;
+pub mod domain;
+pub mod error;
+pub mod rate_limit;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::Application;

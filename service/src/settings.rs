@@ -1,0 +1,138 @@
+//! Typed configuration. Every field has a default that runs with zero setup; the binary fills
+//! it from flags and `QUICKCHAT_*` environment variables ([`ServerArgs`]), tests build it
+//! directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on for gRPC and gRPC-web; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the embedded default keeps its SQLite database and generated JWT secret.
+    pub data_dir: PathBuf,
+    /// A database URL (`postgres://…` or `sqlite://…`); `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Redis URL for the distributed room relay (not supported yet).
+    pub redis_url: Option<String>,
+    /// Kafka bootstrap servers for the distributed message log (not supported yet).
+    pub kafka_brokers: Option<String>,
+    /// HS256 key for access and member tokens; `None` means a key generated once and kept in
+    /// `data_dir/jwt-secret` (mode 0600).
+    pub jwt_secret: Option<SecretString>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub member_token_ttl: Duration,
+    /// OpenID Connect sign-in; `None` turns `LoginWithIdToken` off.
+    pub oidc: Option<OidcSettings>,
+    /// Wrong passcodes allowed per group and client address within `passcode_window`.
+    pub passcode_max_failures: u32,
+    pub passcode_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The `iss` every ID token must carry, e.g. `https://accounts.google.com`.
+    pub issuer: String,
+    /// Our OAuth client id: the `aud` every ID token must carry.
+    pub client_id: String,
+    /// Where to fetch the issuer's signing keys; `None` means OpenID discovery
+    /// (`{issuer}/.well-known/openid-configuration`).
+    pub jwks_url: Option<String>,
+    /// Stored as the user's `provider`, e.g. `google`.
+    pub provider: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("quickchat-data"),
+            database_url: None,
+            redis_url: None,
+            kafka_brokers: None,
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            member_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            oidc: None,
+            passcode_max_failures: 5,
+            passcode_window: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Command-line flags of `quickchat-server`; each also reads a `QUICKCHAT_*` variable.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address for gRPC and gRPC-web (same port).
+    #[arg(long, env = "QUICKCHAT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database and the generated JWT secret.
+    #[arg(long, env = "QUICKCHAT_DATA_DIR", default_value = "quickchat-data")]
+    pub data_dir: PathBuf,
+    /// Database URL, e.g. postgres://user@host/db (default: SQLite in --data-dir).
+    #[arg(long, env = "QUICKCHAT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis URL for the cluster room relay, e.g. redis://127.0.0.1:6379.
+    #[arg(long, env = "QUICKCHAT_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Kafka bootstrap servers for the message log, e.g. 127.0.0.1:9092.
+    #[arg(long, env = "QUICKCHAT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Secret for signing tokens (default: generated once into --data-dir). Every node of a
+    /// cluster needs the same one.
+    #[arg(long, env = "QUICKCHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "QUICKCHAT_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "QUICKCHAT_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+    /// Lifetime of member tokens (from JoinGroup), in seconds.
+    #[arg(long, env = "QUICKCHAT_MEMBER_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub member_token_ttl_secs: u64,
+    /// OpenID Connect issuer for LoginWithIdToken, e.g. https://accounts.google.com.
+    #[arg(long, env = "QUICKCHAT_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// OAuth client id that ID tokens must be issued for (their `aud`).
+    #[arg(long, env = "QUICKCHAT_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// JWKS URL of the issuer (default: found by OpenID discovery).
+    #[arg(long, env = "QUICKCHAT_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// Provider name stored on users who sign in with an ID token.
+    #[arg(long, env = "QUICKCHAT_OIDC_PROVIDER", default_value = "google")]
+    pub oidc_provider: String,
+}
+
+impl From<ServerArgs> for Settings {
+    fn from(args: ServerArgs) -> Self {
+        let oidc = match (args.oidc_issuer, args.oidc_client_id) {
+            (Some(issuer), Some(client_id)) => Some(OidcSettings {
+                issuer,
+                client_id,
+                jwks_url: args.oidc_jwks_url,
+                provider: args.oidc_provider,
+            }),
+            _ => None,
+        };
+        Self {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            database_url: args.database_url,
+            redis_url: args.redis_url,
+            kafka_brokers: args.kafka_brokers,
+            jwt_secret: args.jwt_secret.map(SecretString::from),
+            access_token_ttl: Duration::from_secs(args.access_token_ttl_secs),
+            refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
+            member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),
+            oidc,
+            ..Settings::default()
+        }
+    }
+}

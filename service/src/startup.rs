@@ -1,0 +1,261 @@
+//! Builds the server from [`Settings`] and runs it until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use http::HeaderName;
+use quickchat_proto::v1::auth_service_server::AuthServiceServer;
+use quickchat_proto::v1::group_service_server::GroupServiceServer;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::api::{AppState, AuthApi, GroupApi, SharedState};
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::{Authenticator, TokenIssuer, password};
+use crate::rate_limit::PasscodeLimiter;
+use crate::settings::Settings;
+use crate::store::Store;
+
+const JWT_SECRET_FILE: &str = "jwt-secret";
+const MIN_SECRET_BYTES: usize = 32;
+
+/// A built server: the listener is bound (so [`Application::port`] is known, even for port
+/// 0) and the database is migrated; nothing is served until [`Application::run_until_stopped`].
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: SharedState,
+    description: String,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.redis_url.is_some() {
+            anyhow::bail!(
+                "--redis-url is not supported yet: the Redis Streams relay arrives with distributed mode; \
+                 run without it to use the in-process relay"
+            );
+        }
+        if settings.kafka_brokers.is_some() {
+            anyhow::bail!(
+                "--kafka-brokers is not supported yet: the Kafka message log arrives with distributed mode; \
+                 run without it to use the in-process log"
+            );
+        }
+
+        let (database_url, store_description) = match &settings.database_url {
+            Some(url) => (url.clone(), format!("database {}", redact_url(url))),
+            None => {
+                tokio::fs::create_dir_all(&settings.data_dir)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot create the data directory {}",
+                            settings.data_dir.display()
+                        )
+                    })?;
+                let path = settings.data_dir.join("quickchat.db");
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    format!("SQLite at {}", path.display()),
+                )
+            }
+        };
+        let store = Store::connect(&database_url)
+            .await
+            .with_context(|| format!("cannot open the {store_description}"))?;
+
+        let secret = match &settings.jwt_secret {
+            Some(secret) => {
+                anyhow::ensure!(
+                    secret.expose_secret().len() >= MIN_SECRET_BYTES,
+                    "the JWT secret must be at least {MIN_SECRET_BYTES} bytes long"
+                );
+                secret.clone()
+            }
+            None => load_or_create_secret(&settings.data_dir).await?,
+        };
+        let tokens = TokenIssuer::new(
+            &secret,
+            settings.access_token_ttl,
+            settings.member_token_ttl,
+        );
+        let oidc = settings.oidc.clone().map(OidcVerifier::new).transpose()?;
+
+        let state = Arc::new(AppState {
+            store,
+            auth: Authenticator::new(tokens),
+            oidc,
+            passcode_limiter: PasscodeLimiter::new(
+                settings.passcode_max_failures,
+                settings.passcode_window,
+            ),
+            refresh_token_ttl: settings.refresh_token_ttl,
+            dummy_password_hash: password::dummy_hash().await?,
+        });
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let description = format!(
+            "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · sign-in: {}",
+            env!("CARGO_PKG_VERSION"),
+            match &settings.oidc {
+                Some(o) => format!("password + OpenID Connect ({})", o.issuer),
+                None => "password".to_owned(),
+            }
+        );
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            description,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// One line saying where the server listens and what it uses.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
+    /// calls finish and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<AuthServiceServer<AuthApi>>()
+            .await;
+        health_reporter
+            .set_serving::<GroupServiceServer<GroupApi>>()
+            .await;
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(quickchat_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let state = self.state.clone();
+        Server::builder()
+            .accept_http1(true)
+            .layer(cors())
+            .layer(GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(AuthServiceServer::new(AuthApi::new(state.clone())))
+            .add_service(GroupServiceServer::new(GroupApi::new(state.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .context("server error")?;
+
+        tracing::info!("server stopped; closing the database");
+        drop(self.state);
+        if let Ok(state) = Arc::try_unwrap(state) {
+            state.store.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// CORS for browsers calling over gRPC-web from another origin.
+fn cors() -> CorsLayer {
+    let headers = |names: &[&'static str]| {
+        names
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(24 * 60 * 60))
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(headers(&[
+            "authorization",
+            "content-type",
+            "x-grpc-web",
+            "x-user-agent",
+            "grpc-timeout",
+        ]))
+        .expose_headers(headers(&[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+        ]))
+}
+
+/// Hides the password of a database URL for logs and the startup line.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// The JWT secret kept in `data_dir`, generated (256 random bits, file mode 0600) on first
+/// run so that tokens stay valid across restarts.
+async fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
+    tokio::fs::create_dir_all(data_dir)
+        .await
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(JWT_SECRET_FILE);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(existing) => {
+            let secret = existing.trim().to_owned();
+            anyhow::ensure!(
+                secret.len() >= MIN_SECRET_BYTES,
+                "{} is shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one",
+                path.display()
+            );
+            Ok(SecretString::from(secret))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            write_private(&path, &secret).await?;
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            Ok(SecretString::from(secret))
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes()).await?;
+    file.sync_all().await?;
+    Ok(())
+}
