@@ -1,0 +1,219 @@
+//! `spawn_app`: a real QuickChat server on port 0 with its own database, and helpers to call
+//! it through real tonic clients.
+
+use std::time::Duration;
+
+use quickchat_proto::v1::{
+    self, auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
+};
+use quickchat_service::store::Store;
+use quickchat_service::{Application, Settings};
+use sea_orm::{ConnectionTrait, Database};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+/// The secret every test server signs tokens with, so tests can forge expired or foreign
+/// tokens on purpose.
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub channel: Channel,
+    pub database_url: String,
+    _data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A server with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server with settings adjusted by `configure` (listen address, database and JWT secret
+/// are set by the helper).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    quickchat_service::telemetry::init();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database_url = test_database_url(&data_dir).await;
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_path_buf(),
+        database_url: Some(database_url.clone()),
+        jwt_secret: Some(SecretString::from(JWT_SECRET.to_owned())),
+        ..Settings::default()
+    };
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("server builds");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("client connects");
+    TestApp {
+        addr,
+        channel,
+        database_url,
+        _data_dir: data_dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// SQLite in `dir`, or a new PostgreSQL database on `QUICKCHAT_TEST_DATABASE_URL`.
+async fn test_database_url(dir: &tempfile::TempDir) -> String {
+    match std::env::var("QUICKCHAT_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("quickchat_test_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let mut url =
+                url::Url::parse(&admin_url).expect("QUICKCHAT_TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+    }
+}
+
+impl TestApp {
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
+    }
+
+    /// A second connection to the server's database, to check what was stored.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.database_url)
+            .await
+            .expect("store connects")
+    }
+
+    /// Registers a new account with a unique email and returns its session.
+    pub async fn register(&self, name: &str) -> v1::Session {
+        let email = format!(
+            "{}-{}@example.com",
+            name.to_lowercase(),
+            Uuid::new_v4().simple()
+        );
+        self.auth()
+            .register(v1::RegisterRequest {
+                email,
+                password: "correct horse".into(),
+                name: name.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .session
+            .expect("session")
+    }
+
+    /// Creates a group owned by the holder of `token` with passcode `1234`.
+    pub async fn create_group(&self, token: &str, title: &str) -> v1::Group {
+        self.groups()
+            .create_group(authed(
+                v1::CreateGroupRequest {
+                    title: title.into(),
+                    passcode: "1234".into(),
+                },
+                token,
+            ))
+            .await
+            .expect("create group")
+            .into_inner()
+            .group
+            .expect("group")
+    }
+
+    /// Joins `group_id` with passcode `1234` and returns the response.
+    pub async fn join(&self, group_id: &str, name: &str) -> v1::JoinGroupResponse {
+        self.groups()
+            .join_group(v1::JoinGroupRequest {
+                group_id: group_id.into(),
+                name: name.into(),
+                passcode: "1234".into(),
+            })
+            .await
+            .expect("join group")
+            .into_inner()
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task")
+                .expect("server exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `msg` with `authorization: Bearer <token>`.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut request = Request::new(msg);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// Asserts `result` failed with `code` and returns the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The `google.rpc.BadRequest` field violations of an `INVALID_ARGUMENT` status, as
+/// (field, description) pairs.
+pub fn field_violations(status: &Status) -> Vec<(String, String)> {
+    status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}

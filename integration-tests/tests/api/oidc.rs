@@ -1,0 +1,251 @@
+//! Sign-in with an OpenID Connect ID token, against a local issuer: a JWKS endpoint (found
+//! by discovery) serving an RSA key the test generated.
+
+use std::sync::OnceLock;
+
+use axum::{Json, Router, routing::get};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use quickchat_proto::v1;
+use quickchat_service::settings::OidcSettings;
+use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::helpers::{TestApp, expect_code, spawn_app, spawn_app_with};
+
+const CLIENT_ID: &str = "quickchat-test-client";
+const KID: &str = "test-key-1";
+
+struct TestKey {
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+fn generate_key(kid: &str) -> TestKey {
+    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("generate RSA key");
+    let pem = private.to_pkcs1_pem(LineEnding::LF).expect("PEM");
+    let public = private.to_public_key();
+    TestKey {
+        encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).expect("encoding key"),
+        jwk: json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+        }),
+    }
+}
+
+/// The issuer's key, and a key nobody published.
+fn keys() -> &'static (TestKey, TestKey) {
+    static KEYS: OnceLock<(TestKey, TestKey)> = OnceLock::new();
+    KEYS.get_or_init(|| (generate_key(KID), generate_key(KID)))
+}
+
+/// Serves `/.well-known/openid-configuration` and `/jwks`; returns the issuer URL.
+async fn start_issuer() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let jwks_uri = format!("{issuer}/jwks");
+    let jwk = keys().0.jwk.clone();
+    let router = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let jwks_uri = jwks_uri.clone();
+                async move { Json(json!({ "jwks_uri": jwks_uri })) }
+            }),
+        )
+        .route(
+            "/jwks",
+            get(move || {
+                let jwk = jwk.clone();
+                async move { Json(json!({ "keys": [jwk] })) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    issuer
+}
+
+async fn app_with_issuer() -> (TestApp, String) {
+    let issuer = start_issuer().await;
+    let settings_issuer = issuer.clone();
+    let app = spawn_app_with(move |s| {
+        s.oidc = Some(OidcSettings {
+            issuer: settings_issuer,
+            client_id: CLIENT_ID.into(),
+            jwks_url: None,
+            provider: "google".into(),
+        })
+    })
+    .await;
+    (app, issuer)
+}
+
+fn id_token(key: &TestKey, kid: &str, claims: Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+}
+
+fn claims(issuer: &str, sub: &str, name: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": issuer, "aud": CLIENT_ID, "sub": sub, "iat": now, "exp": now + 600,
+        "email": format!("{sub}@gmail.example"), "email_verified": true,
+        "name": name, "picture": "https://example.com/me.png",
+    })
+}
+
+async fn sign_in(app: &TestApp, token: String) -> Result<v1::Session, tonic::Status> {
+    app.auth()
+        .login_with_id_token(v1::LoginWithIdTokenRequest { id_token: token })
+        .await
+        .map(|r| r.into_inner().session.unwrap())
+}
+
+#[tokio::test]
+async fn first_sign_in_creates_the_user_and_later_ones_find_it() {
+    let (app, issuer) = app_with_issuer().await;
+    let key = &keys().0;
+
+    let first = sign_in(
+        &app,
+        id_token(key, KID, claims(&issuer, "1001", "Grace Hopper")),
+    )
+    .await
+    .unwrap();
+    let user = first.user.clone().unwrap();
+    assert_eq!(
+        (
+            user.name.as_str(),
+            user.email.as_str(),
+            user.provider.as_str(),
+            user.image_url.as_str()
+        ),
+        (
+            "Grace Hopper",
+            "1001@gmail.example",
+            "google",
+            "https://example.com/me.png"
+        )
+    );
+    app.auth()
+        .get_me(crate::helpers::authed(
+            v1::GetMeRequest {},
+            &first.access_token,
+        ))
+        .await
+        .unwrap();
+
+    let again = sign_in(
+        &app,
+        id_token(key, KID, claims(&issuer, "1001", "Grace B. Hopper")),
+    )
+    .await
+    .unwrap();
+    let again_user = again.user.unwrap();
+    assert_eq!(again_user.id, user.id, "same subject, same user");
+    assert_eq!(
+        again_user.name, "Grace B. Hopper",
+        "profile follows the provider"
+    );
+}
+
+#[tokio::test]
+async fn invalid_id_tokens_are_unauthenticated() {
+    let (app, issuer) = app_with_issuer().await;
+    let (key, unpublished) = keys();
+    let now = chrono::Utc::now().timestamp();
+
+    let mut wrong_audience = claims(&issuer, "2002", "Ann");
+    wrong_audience["aud"] = json!("someone-elses-client");
+    let mut wrong_issuer = claims(&issuer, "2002", "Ann");
+    wrong_issuer["iss"] = json!("https://evil.example");
+    let mut expired = claims(&issuer, "2002", "Ann");
+    expired["exp"] = json!(now - 3600);
+
+    let cases = [
+        (
+            "wrong audience",
+            id_token(key, KID, wrong_audience),
+            "another client",
+        ),
+        (
+            "wrong issuer",
+            id_token(key, KID, wrong_issuer),
+            "another issuer",
+        ),
+        ("expired", id_token(key, KID, expired), "expired"),
+        (
+            "signed by an unpublished key",
+            id_token(unpublished, KID, claims(&issuer, "2002", "Ann")),
+            "not valid",
+        ),
+        (
+            "unknown key id",
+            id_token(key, "nope", claims(&issuer, "2002", "Ann")),
+            "unknown key",
+        ),
+        ("not a JWT", "garbage".to_owned(), "not a valid JWT"),
+    ];
+    for (case, token, reason) in cases {
+        let status = expect_code(sign_in(&app, token).await, Code::Unauthenticated);
+        assert!(
+            status.message().contains(reason),
+            "{case}: {}",
+            status.message()
+        );
+    }
+
+    // HS256 with the public key as a secret (the classic algorithm confusion) is refused.
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&issuer, "2002", "Ann"),
+        &EncodingKey::from_secret(b"whatever"),
+    )
+    .unwrap();
+    expect_code(sign_in(&app, hs).await, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn an_email_owned_by_a_local_account_is_not_taken_over() {
+    let (app, issuer) = app_with_issuer().await;
+    app.auth()
+        .register(v1::RegisterRequest {
+            email: "3003@gmail.example".into(),
+            password: "correct horse".into(),
+            name: "Local".into(),
+        })
+        .await
+        .unwrap();
+    let status = expect_code(
+        sign_in(
+            &app,
+            id_token(&keys().0, KID, claims(&issuer, "3003", "Intruder")),
+        )
+        .await,
+        Code::AlreadyExists,
+    );
+    assert!(
+        status.message().contains("another sign-in method"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn without_an_issuer_configured_id_token_sign_in_is_off() {
+    let app = spawn_app().await;
+    let status = expect_code(
+        sign_in(&app, "anything".into()).await,
+        Code::FailedPrecondition,
+    );
+    assert!(
+        status.message().contains("not configured"),
+        "{}",
+        status.message()
+    );
+}

@@ -1,0 +1,283 @@
+//! The server as an operator and a browser see it: health, reflection, gRPC-web over
+//! HTTP/1.1, the generated JWT secret, errors that do not leak, and graceful shutdown.
+
+use prost::Message;
+use quickchat_proto::v1;
+use quickchat_service::{Application, Settings};
+use sea_orm::ConnectionTrait;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::helpers::{authed, expect_code, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_reports_serving_for_every_service() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    for service in ["", "quickchat.v1.AuthService", "quickchat.v1.GroupService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_api_so_grpcurl_needs_no_proto_files() {
+    let app = spawn_app().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "quickchat.v1.AuthService",
+        "quickchat.v1.GroupService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+/// One gRPC-web frame: flag byte, big-endian length, payload.
+fn grpc_web_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn a_browser_can_call_over_grpc_web_on_http1_with_cors() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Rustaceans").await;
+
+    let http = reqwest::Client::builder().http1_only().build().unwrap();
+    let url = format!("http://{}/quickchat.v1.GroupService/GetGroup", app.addr);
+
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-grpc-web,authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        preflight.status().is_success(),
+        "preflight: {}",
+        preflight.status()
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+
+    let body = grpc_web_frame(
+        &v1::GetGroupRequest {
+            group_id: group.id.clone(),
+        }
+        .encode_to_vec(),
+    );
+    let response = http
+        .post(&url)
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "http://localhost:3000")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/grpc-web+proto"
+    );
+    assert!(
+        response
+            .headers()
+            .contains_key("access-control-expose-headers")
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes[0], 0, "first frame is data");
+    let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+    let decoded = v1::GetGroupResponse::decode(&bytes[5..5 + len]).unwrap();
+    assert_eq!(decoded.group.unwrap(), group);
+    let trailers = String::from_utf8_lossy(&bytes[5 + len + 5..]);
+    assert!(trailers.contains("grpc-status:0"), "trailers: {trailers}");
+}
+
+#[tokio::test]
+async fn internal_errors_reach_the_log_not_the_client() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Rustaceans").await;
+    let store = app.store().await;
+    store
+        .connection()
+        .execute_unprepared("DROP TABLE group_members")
+        .await
+        .unwrap();
+
+    let status = expect_code(
+        app.groups()
+            .list_members(authed(
+                v1::ListMembersRequest { group_id: group.id },
+                &owner.access_token,
+            ))
+            .await,
+        Code::Internal,
+    );
+    let message = status.message().to_lowercase();
+    assert!(
+        !message.contains("group_members")
+            && !message.contains("table")
+            && !message.contains("sql"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_default_keeps_its_secret_so_tokens_survive_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = || Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().join("data"),
+        ..Settings::default()
+    };
+
+    let app = Application::build(settings()).await.unwrap();
+    assert!(
+        app.description().contains("SQLite"),
+        "{}",
+        app.description()
+    );
+    let addr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let session = quickchat_proto::v1::auth_service_client::AuthServiceClient::new(channel)
+        .register(v1::RegisterRequest {
+            email: "kim@example.com".into(),
+            password: "correct horse".into(),
+            name: "Kim".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let secret_file = data_dir.path().join("data/jwt-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "the JWT secret is private to its owner");
+    }
+    assert!(data_dir.path().join("data/quickchat.db").exists());
+
+    // Restarted on the same data directory: the account and the old token still work.
+    let app = Application::build(settings()).await.unwrap();
+    let addr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let me = quickchat_proto::v1::auth_service_client::AuthServiceClient::new(channel)
+        .get_me(authed(v1::GetMeRequest {}, &session.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.user.unwrap().email, "kim@example.com");
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn flags_for_backends_that_do_not_exist_yet_fail_loudly() {
+    for (configure, flag) in [
+        (
+            Box::new(|s: &mut Settings| s.redis_url = Some("redis://127.0.0.1:6379".into()))
+                as Box<dyn Fn(&mut Settings)>,
+            "--redis-url",
+        ),
+        (
+            Box::new(|s: &mut Settings| s.kafka_brokers = Some("127.0.0.1:9092".into())),
+            "--kafka-brokers",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().into(),
+            ..Settings::default()
+        };
+        configure(&mut settings);
+        let err = Application::build(settings)
+            .await
+            .err()
+            .expect("build fails");
+        assert!(
+            err.to_string().contains(flag) && err.to_string().contains("not supported yet"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server_and_frees_the_port() {
+    let app = spawn_app_with(|_| {}).await;
+    let addr = app.addr;
+    app.stop().await;
+    let reconnect = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    assert!(reconnect.is_err(), "nothing listens after shutdown");
+}
