@@ -5,15 +5,24 @@
 //! the raw request into [`domain`] types (validation happens there and nowhere else),
 //! authenticates the caller with [`auth`] (JWT access tokens, member tokens, refresh-token
 //! rotation, OpenID Connect), and reads or writes through the [`store`] (sea-orm over SQLite
-//! by default, or PostgreSQL). Every failure is an [`error::ApiError`], which is turned into
+//! by default, or PostgreSQL).
+//!
+//! Room traffic goes through the [`chat`] hub: a send is placed in its room by the
+//! [`relay`] (which assigns the offset and fans it out to every open stream of the room),
+//! made durable by the [`log`] (whose persister writes batches to the store), then
+//! acknowledged. [`room`] holds the types they share. Every failure is an [`error::ApiError`], which is turned into
 //! a `tonic::Status` in exactly one place so that internal details never reach a client.
 //! [`settings`] holds the typed configuration and [`telemetry`] the tracing setup.
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod domain;
 pub mod error;
+pub mod log;
 pub mod rate_limit;
+pub mod relay;
+pub mod room;
 pub mod settings;
 pub mod startup;
 pub mod store;

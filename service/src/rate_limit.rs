@@ -1,8 +1,9 @@
-//! Lock-out for wrong group passcodes: after `max_failures` wrong passcodes for one group
-//! from one client address, further attempts are refused until `window` has passed since
-//! the first of them. Memory stays bounded: expired entries are swept as new ones arrive.
+//! Rate limits kept in memory, with memory bounded by sweeping idle entries:
+//! [`PasscodeLimiter`] locks a client out of a group after too many wrong passcodes;
+//! [`TokenBuckets`] limits how often each key (e.g. a member in a room) may act.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,6 +74,45 @@ impl PasscodeLimiter {
     }
 }
 
+/// Token buckets per key: each key may act `burst` times at once and `rate` times per
+/// second sustained.
+#[derive(Debug)]
+pub struct TokenBuckets<K> {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+impl<K: Eq + Hash + Clone> TokenBuckets<K> {
+    pub fn new(rate_per_sec: f64, burst: u32) -> Self {
+        Self {
+            rate: rate_per_sec.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`; false when the key is over its limit.
+    pub fn try_acquire(&self, key: &K) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("limiter lock poisoned");
+        if buckets.len() >= SWEEP_AT {
+            // A bucket idle long enough to be full again carries no state worth keeping.
+            let refill = Duration::from_secs_f64(self.burst / self.rate);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < refill);
+        }
+        let (tokens, at) = buckets.entry(key.clone()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +152,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(301)).await;
         limiter.record_failure(group, PEER);
         assert!(limiter.check(group, PEER).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_buckets_allow_a_burst_then_the_sustained_rate() {
+        let limiter = TokenBuckets::new(20.0, 40);
+        let key = "ann";
+        assert_eq!((0..50).filter(|_| limiter.try_acquire(&key)).count(), 40);
+        assert!(
+            limiter.try_acquire(&"bob"),
+            "other keys have their own bucket"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!((0..50).filter(|_| limiter.try_acquire(&key)).count(), 10);
     }
 }

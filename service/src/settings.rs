@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::chat::ChatSettings;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address to listen on for gRPC and gRPC-web; port 0 picks a free port.
@@ -31,6 +33,16 @@ pub struct Settings {
     /// Wrong passcodes allowed per group and client address within `passcode_window`.
     pub passcode_max_failures: u32,
     pub passcode_window: Duration,
+    /// Rooms: per-client queues, recovery limit, send rate limit.
+    pub chat: ChatSettings,
+    /// Messages the in-process relay keeps per room for reconnecting clients.
+    pub relay_window: usize,
+    /// Events a stream may fall behind its room's live feed before it is dropped.
+    pub room_feed_capacity: usize,
+    /// Messages the in-process log holds before sends wait for the persister.
+    pub log_capacity: usize,
+    /// Most messages the persister writes in one statement.
+    pub persist_batch: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +73,11 @@ impl Default for Settings {
             oidc: None,
             passcode_max_failures: 5,
             passcode_window: Duration::from_secs(5 * 60),
+            chat: ChatSettings::default(),
+            relay_window: 1000,
+            room_feed_capacity: 4096,
+            log_capacity: 10_000,
+            persist_batch: 500,
         }
     }
 }

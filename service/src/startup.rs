@@ -10,19 +10,26 @@ use anyhow::Context;
 use base64::Engine;
 use http::HeaderName;
 use quickchat_proto::v1::auth_service_server::AuthServiceServer;
+use quickchat_proto::v1::chat_service_server::ChatServiceServer;
 use quickchat_proto::v1::group_service_server::GroupServiceServer;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{AppState, AuthApi, GroupApi, SharedState};
+use crate::api::{AppState, AuthApi, ChatApi, GroupApi, SharedState};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::{Authenticator, TokenIssuer, password};
+use crate::chat::ChatHub;
+use crate::log::MessageLog;
+use crate::log::memory::InProcessLog;
+use crate::log::persister;
 use crate::rate_limit::PasscodeLimiter;
+use crate::relay::RoomRelay;
+use crate::relay::memory::InProcessRelay;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -35,6 +42,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: SharedState,
+    persister: tokio::task::JoinHandle<()>,
     description: String,
 }
 
@@ -92,6 +100,26 @@ impl Application {
         );
         let oidc = settings.oidc.clone().map(OidcVerifier::new).transpose()?;
 
+        let relay: Arc<dyn RoomRelay> = Arc::new(InProcessRelay::new(
+            store.clone(),
+            settings.relay_window,
+            settings.room_feed_capacity,
+        ));
+        let (log, source) = InProcessLog::new(settings.log_capacity);
+        let log: Arc<dyn MessageLog> = Arc::new(log);
+        let persister = tokio::spawn(persister::run(
+            source,
+            store.clone(),
+            settings.persist_batch,
+        ));
+        let rooms_description = format!("relay: {} · log: {}", relay.describe(), log.describe());
+        let chat = Arc::new(ChatHub::new(
+            store.clone(),
+            relay,
+            log,
+            settings.chat.clone(),
+        ));
+
         let state = Arc::new(AppState {
             store,
             auth: Authenticator::new(tokens),
@@ -102,6 +130,8 @@ impl Application {
             ),
             refresh_token_ttl: settings.refresh_token_ttl,
             dummy_password_hash: password::dummy_hash().await?,
+            chat,
+            chat_settings: settings.chat.clone(),
         });
 
         let listener = TcpListener::bind(settings.listen)
@@ -109,7 +139,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
         let description = format!(
-            "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · sign-in: {}",
+            "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
             match &settings.oidc {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
@@ -120,6 +150,7 @@ impl Application {
             listener,
             local_addr,
             state,
+            persister,
             description,
         })
     }
@@ -137,8 +168,9 @@ impl Application {
         &self.description
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
-    /// calls finish and closes the database.
+    /// Serves until `shutdown` completes; then ends every room stream with `UNAVAILABLE`,
+    /// stops accepting connections, lets in-flight calls finish, persists every message the
+    /// log still holds and closes the database.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -150,6 +182,9 @@ impl Application {
         health_reporter
             .set_serving::<GroupServiceServer<GroupApi>>()
             .await;
+        health_reporter
+            .set_serving::<ChatServiceServer<ChatApi>>()
+            .await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(quickchat_proto::FILE_DESCRIPTOR_SET)
@@ -157,6 +192,12 @@ impl Application {
             .build_v1()?;
 
         let state = self.state.clone();
+        let hub = state.chat.clone();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing room streams");
+            hub.shut_down();
+        };
         Server::builder()
             .accept_http1(true)
             .layer(cors())
@@ -165,11 +206,22 @@ impl Application {
             .add_service(reflection)
             .add_service(AuthServiceServer::new(AuthApi::new(state.clone())))
             .add_service(GroupServiceServer::new(GroupApi::new(state.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .add_service(ChatServiceServer::new(ChatApi::new(state.clone())))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener)
+                    // Small frames (acks, chat messages) must not wait for Nagle's algorithm.
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60))),
+                shutdown,
+            )
             .await
             .context("server error")?;
 
-        tracing::info!("server stopped; closing the database");
+        tracing::info!("server stopped; persisting what the log holds");
+        state.chat.log().close().await;
+        if let Err(err) = self.persister.await {
+            tracing::error!(error = %err, "the persister failed");
+        }
         drop(self.state);
         if let Ok(state) = Arc::try_unwrap(state) {
             state.store.close().await?;

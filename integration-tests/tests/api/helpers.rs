@@ -25,7 +25,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub database_url: String,
-    _data_dir: tempfile::TempDir,
+    settings: Settings,
+    _data_dir: std::sync::Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -49,7 +50,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         ..Settings::default()
     };
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("server builds");
+    start(settings, database_url, std::sync::Arc::new(data_dir)).await
+}
+
+async fn start(
+    settings: Settings,
+    database_url: String,
+    data_dir: std::sync::Arc<tempfile::TempDir>,
+) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("server builds");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -65,6 +76,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         addr,
         channel,
         database_url,
+        settings,
         _data_dir: data_dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -159,8 +171,24 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Stops the server gracefully and starts a new one (on a new port) on the same database
+    /// and secret: a restart.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown_and_wait().await;
+        let (settings, database_url, data_dir) = (
+            self.settings.clone(),
+            self.database_url.clone(),
+            self._data_dir.clone(),
+        );
+        start(settings, database_url, data_dir).await
+    }
+
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(mut self) {
+        self.shutdown_and_wait().await;
+    }
+
+    async fn shutdown_and_wait(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

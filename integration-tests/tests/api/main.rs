@@ -3,6 +3,8 @@
 //! database per test) when `QUICKCHAT_TEST_DATABASE_URL` is set.
 
 mod auth;
+mod chat;
+mod chat_client;
 mod groups;
 mod helpers;
 mod join;

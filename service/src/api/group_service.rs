@@ -188,6 +188,7 @@ impl GroupApi {
         if !self.state.store.delete_group(group_id).await? {
             return Err(group_not_found());
         }
+        self.state.chat.close_room(group_id).await;
         tracing::info!(%group_id, "group deleted");
         Ok(())
     }

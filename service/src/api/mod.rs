@@ -3,6 +3,7 @@
 //! into proto messages (the conversions live here).
 
 mod auth_service;
+mod chat_service;
 mod group_service;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,10 +15,12 @@ use quickchat_proto::v1;
 use uuid::Uuid;
 
 pub use auth_service::AuthApi;
+pub use chat_service::ChatApi;
 pub use group_service::GroupApi;
 
 use crate::auth::Authenticator;
 use crate::auth::oidc::OidcVerifier;
+use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
 use crate::rate_limit::PasscodeLimiter;
@@ -32,6 +35,8 @@ pub struct AppState {
     pub refresh_token_ttl: Duration,
     /// Verified against when a login names an unknown email (see `password::dummy_hash`).
     pub dummy_password_hash: String,
+    pub chat: Arc<ChatHub>,
+    pub chat_settings: ChatSettings,
 }
 
 pub type SharedState = Arc<AppState>;

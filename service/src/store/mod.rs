@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 pub use entities::{chat_groups, group_members, messages, refresh_tokens, users};
 
+use crate::room::ChatMessage;
+
 /// The current time as stored: truncated to microseconds, the precision of PostgreSQL's
 /// `timestamptz`, so a value read back compares equal to the value written.
 pub fn now() -> DateTime<Utc> {
@@ -80,7 +82,16 @@ impl Store {
         options.sqlx_logging(false);
         let backend = if url.starts_with("sqlite:") {
             // One writer at a time is all SQLite allows; a small pool avoids lock contention.
-            options.max_connections(4);
+            // An in-memory database exists per connection, so it gets exactly one.
+            options.max_connections(if url.contains(":memory:") { 1 } else { 4 });
+            // WAL with synchronous=NORMAL: a commit survives the process crashing (not the
+            // machine losing power) and does not wait for an fsync, which would otherwise
+            // cap a room at a few dozen acknowledged messages per second.
+            options.map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(std::time::Duration::from_secs(5))
+            });
             "sqlite"
         } else {
             "postgres"
@@ -361,5 +372,135 @@ impl Store {
             .order_by_asc(group_members::Column::Id)
             .all(&self.db)
             .await
+    }
+
+    // ----- messages -----
+
+    /// Offset of the newest stored message of a room (0 when there is none).
+    pub async fn last_offset(&self, group_id: Uuid) -> Result<u64, DbErr> {
+        let newest = messages::Entity::find()
+            .filter(messages::Column::GroupId.eq(group_id))
+            .order_by_desc(messages::Column::RoomOffset)
+            .one(&self.db)
+            .await?;
+        Ok(newest.map(|m| m.room_offset as u64).unwrap_or(0))
+    }
+
+    /// Stores a batch of messages in one statement. A message already stored (same id) is
+    /// skipped, so replays are harmless. If the batch is refused, rows are retried one by
+    /// one and those that can never be stored (their group was deleted meanwhile, or their
+    /// offset is taken) are dropped with a warning; other failures are returned.
+    pub async fn insert_messages(
+        &self,
+        batch: &[std::sync::Arc<ChatMessage>],
+    ) -> Result<(), DbErr> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows = batch.iter().map(|m| message_row(m));
+        let all = messages::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([messages::Column::Id])
+            .exec_without_returning(&self.db)
+            .await;
+        if all.is_ok() {
+            return Ok(());
+        }
+        for m in batch {
+            let one = messages::Entity::insert(message_row(m))
+                .on_conflict_do_nothing_on([messages::Column::Id])
+                .exec_without_returning(&self.db)
+                .await;
+            match one {
+                Ok(_) => {}
+                Err(err)
+                    if matches!(
+                        err.sql_err(),
+                        Some(
+                            SqlErr::ForeignKeyConstraintViolation(_)
+                                | SqlErr::UniqueConstraintViolation(_)
+                        )
+                    ) =>
+                {
+                    tracing::warn!(message_id = %m.id, group_id = %m.group_id, offset = m.offset, error = %err, "dropping a message that cannot be stored");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of a room's history, newest first: at most `limit` messages with
+    /// `offset < before` and/or `offset > after`. With only `after`, the page is the oldest
+    /// `limit` messages after it. Also says whether more messages lie beyond the page.
+    pub async fn list_messages(
+        &self,
+        group_id: Uuid,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), DbErr> {
+        let mut query = messages::Entity::find().filter(messages::Column::GroupId.eq(group_id));
+        if let Some(before) = before {
+            query = query.filter(messages::Column::RoomOffset.lt(before as i64));
+        }
+        if let Some(after) = after {
+            query = query.filter(messages::Column::RoomOffset.gt(after as i64));
+        }
+        let catch_up = after.is_some() && before.is_none();
+        query = if catch_up {
+            query.order_by_asc(messages::Column::RoomOffset)
+        } else {
+            query.order_by_desc(messages::Column::RoomOffset)
+        };
+        let mut rows = query.limit(limit + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        if catch_up {
+            rows.reverse();
+        }
+        Ok((rows.into_iter().map(chat_message).collect(), more))
+    }
+
+    /// A room's messages with `after < offset <= up_to`, oldest first.
+    pub async fn messages_between(
+        &self,
+        group_id: Uuid,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<ChatMessage>, DbErr> {
+        let rows = messages::Entity::find()
+            .filter(messages::Column::GroupId.eq(group_id))
+            .filter(messages::Column::RoomOffset.gt(after as i64))
+            .filter(messages::Column::RoomOffset.lte(up_to as i64))
+            .order_by_asc(messages::Column::RoomOffset)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(chat_message).collect())
+    }
+}
+
+fn message_row(m: &ChatMessage) -> messages::ActiveModel {
+    messages::ActiveModel {
+        id: Set(m.id),
+        group_id: Set(m.group_id),
+        room_offset: Set(m.offset as i64),
+        sender_id: Set(m.sender_id),
+        sender_name: Set(m.sender_name.clone()),
+        body: Set(m.body.clone()),
+        client_message_id: Set(Some(m.client_message_id.clone()).filter(|c| !c.is_empty())),
+        created_at: Set(m.created_at),
+    }
+}
+
+fn chat_message(row: messages::Model) -> ChatMessage {
+    ChatMessage {
+        id: row.id,
+        group_id: row.group_id,
+        offset: row.room_offset as u64,
+        sender_id: row.sender_id,
+        sender_name: row.sender_name,
+        body: row.body,
+        client_message_id: row.client_message_id.unwrap_or_default(),
+        created_at: row.created_at,
     }
 }

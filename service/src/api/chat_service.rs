@@ -1,0 +1,341 @@
+//! `ChatService`: the `Chat` stream, `Subscribe` + unary sends for gRPC-web, and history.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use quickchat_proto::v1::{self, chat_service_server::ChatService};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::{SharedState, parse_id, timestamp};
+use crate::chat::outbound::{self, EventStream, Outgoing};
+use crate::chat::{ChatHub, OwnSends};
+use crate::domain::FieldViolation;
+use crate::error::ApiError;
+use crate::room::{ChatMessage, Participant, Position};
+
+const DEFAULT_HISTORY_PAGE: u64 = 50;
+const MAX_HISTORY_PAGE: u64 = 100;
+
+pub struct ChatApi {
+    state: SharedState,
+}
+
+impl ChatApi {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+
+    fn hub(&self) -> &Arc<ChatHub> {
+        &self.state.chat
+    }
+
+    /// Authenticates and authorises the caller of a request about `raw_group_id`.
+    async fn participant<T>(
+        &self,
+        request: &Request<T>,
+        raw_group_id: &str,
+    ) -> Result<(Participant, Uuid), ApiError> {
+        let principal = self.state.auth.principal(request.metadata())?;
+        let group_id = parse_id("group_id", raw_group_id)?;
+        let who = self.hub().authorize(&principal, group_id).await?;
+        Ok((who, group_id))
+    }
+}
+
+pub(crate) fn message_to_proto(m: &ChatMessage) -> v1::Message {
+    v1::Message {
+        id: m.id.to_string(),
+        group_id: m.group_id.to_string(),
+        offset: m.offset,
+        sender_name: m.sender_name.clone(),
+        sender_id: m.sender_id.to_string(),
+        body: m.body.clone(),
+        created_at: Some(timestamp(m.created_at)),
+        client_message_id: m.client_message_id.clone(),
+    }
+}
+
+fn participant_to_proto(p: &Participant) -> v1::OnlineMember {
+    v1::OnlineMember {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+    }
+}
+
+fn since(position: Option<v1::StreamPosition>) -> Option<Position> {
+    position.filter(|p| !p.epoch.is_empty()).map(|p| Position {
+        epoch: p.epoch,
+        offset: p.offset,
+    })
+}
+
+/// `ChatResponse` and `SubscribeResponse` carry the same oneof; one mapping serves both.
+macro_rules! room_event_response {
+    ($response:ident, $event:ident) => {
+        impl From<Outgoing> for v1::$response {
+            fn from(event: Outgoing) -> Self {
+                use v1::$event::Event;
+                let event = match event {
+                    Outgoing::Joined {
+                        epoch,
+                        offset,
+                        recovered,
+                        online,
+                    } => Event::Joined(v1::Joined {
+                        epoch,
+                        offset,
+                        recovered,
+                        online: online.iter().map(participant_to_proto).collect(),
+                    }),
+                    Outgoing::Message(m) => Event::Message(message_to_proto(&m)),
+                    Outgoing::Ack {
+                        client_message_id,
+                        message,
+                    } => Event::Ack(v1::Ack {
+                        client_message_id,
+                        message: Some(message_to_proto(&message)),
+                    }),
+                    Outgoing::Typing(p) => Event::Typing(v1::TypingEvent {
+                        member: Some(participant_to_proto(&p)),
+                    }),
+                    Outgoing::MemberJoined(p) => Event::MemberJoined(v1::PresenceEvent {
+                        member: Some(participant_to_proto(&p)),
+                    }),
+                    Outgoing::MemberLeft(p) => Event::MemberLeft(v1::PresenceEvent {
+                        member: Some(participant_to_proto(&p)),
+                    }),
+                    Outgoing::SendRejected {
+                        client_message_id,
+                        status,
+                    } => Event::SendRejected(v1::SendRejected {
+                        client_message_id,
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                };
+                v1::$response { event: Some(event) }
+            }
+        }
+    };
+}
+
+room_event_response!(ChatResponse, chat_response);
+room_event_response!(SubscribeResponse, subscribe_response);
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChatService for ChatApi {
+    type ChatStream = ResponseStream<v1::ChatResponse>;
+    type SubscribeStream = ResponseStream<v1::SubscribeResponse>;
+
+    #[instrument(skip_all)]
+    async fn chat(
+        &self,
+        request: Request<Streaming<v1::ChatRequest>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        let principal = self.state.auth.principal(request.metadata())?;
+        let mut requests = request.into_inner();
+        let join = match requests.message().await? {
+            Some(v1::ChatRequest {
+                kind: Some(v1::chat_request::Kind::Join(join)),
+            }) => join,
+            Some(_) => {
+                return Err(Status::failed_precondition(
+                    "the first request on a Chat stream must be join",
+                ));
+            }
+            None => {
+                return Err(Status::cancelled(
+                    "the client closed the stream before joining",
+                ));
+            }
+        };
+        let group_id = parse_id("group_id", &join.group_id)?;
+        let hub = self.hub().clone();
+        let who = hub.authorize(&principal, group_id).await?;
+
+        let (out, stream) =
+            outbound::channel::<v1::ChatResponse>(self.state.chat_settings.outbound_capacity);
+        let own_sends = OwnSends::default();
+        hub.open(
+            who.clone(),
+            group_id,
+            since(join.since),
+            out.clone(),
+            Some(own_sends.clone()),
+        )
+        .await?;
+        tokio::spawn(handle_requests(
+            hub, who, group_id, requests, out, own_sends,
+        ));
+        Ok(Response::new(Box::pin(stream) as Self::ChatStream))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let (who, group_id) = self
+            .participant(&request, &request.get_ref().group_id)
+            .await?;
+        let (out, stream): (_, EventStream<v1::SubscribeResponse>) =
+            outbound::channel(self.state.chat_settings.outbound_capacity);
+        self.hub()
+            .open(who, group_id, since(request.into_inner().since), out, None)
+            .await?;
+        Ok(Response::new(Box::pin(stream) as Self::SubscribeStream))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn send_message(
+        &self,
+        request: Request<v1::SendMessageRequest>,
+    ) -> Result<Response<v1::SendMessageResponse>, Status> {
+        let (who, group_id) = self
+            .participant(&request, &request.get_ref().group_id)
+            .await?;
+        let req = request.into_inner();
+        let (message, _) = self
+            .hub()
+            .send(&who, group_id, &req.client_message_id, &req.body)
+            .await?;
+        Ok(Response::new(v1::SendMessageResponse {
+            message: Some(message_to_proto(&message)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn send_typing(
+        &self,
+        request: Request<v1::SendTypingRequest>,
+    ) -> Result<Response<v1::SendTypingResponse>, Status> {
+        let (who, group_id) = self
+            .participant(&request, &request.get_ref().group_id)
+            .await?;
+        self.hub().typing(&who, group_id).await?;
+        Ok(Response::new(v1::SendTypingResponse {}))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn list_messages(
+        &self,
+        request: Request<v1::ListMessagesRequest>,
+    ) -> Result<Response<v1::ListMessagesResponse>, Status> {
+        let (_, group_id) = self
+            .participant(&request, &request.get_ref().group_id)
+            .await?;
+        let req = request.into_inner();
+        let page_size = match req.page_size {
+            0 => DEFAULT_HISTORY_PAGE,
+            n if n < 0 => {
+                return Err(ApiError::invalid(FieldViolation::new(
+                    "page_size",
+                    "page_size must not be negative.",
+                ))
+                .into());
+            }
+            n => (n as u64).min(MAX_HISTORY_PAGE),
+        };
+        let (messages, has_more) = self
+            .state
+            .store
+            .list_messages(group_id, req.before_offset, req.after_offset, page_size)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListMessagesResponse {
+            messages: messages.iter().map(message_to_proto).collect(),
+            has_more,
+        }))
+    }
+}
+
+/// Reads a `Chat` stream's requests after the join: each send is answered with an ack or a
+/// rejection on the same stream (the stream stays open); typing is relayed. Ends when the
+/// client closes its side, the response stream ends, or the server shuts down.
+async fn handle_requests(
+    hub: Arc<ChatHub>,
+    who: Participant,
+    group_id: Uuid,
+    mut requests: Streaming<v1::ChatRequest>,
+    out: outbound::Outbound,
+    own_sends: OwnSends,
+) {
+    use v1::chat_request::Kind;
+    loop {
+        let request = tokio::select! {
+            _ = out.closed() => return,
+            request = requests.message() => request,
+        };
+        let kind = match request {
+            Ok(Some(v1::ChatRequest { kind: Some(kind) })) => kind,
+            Ok(Some(_)) => continue,
+            // The client is done (half-close) or the connection broke: leave the room.
+            Ok(None) | Err(_) => {
+                out.end(Status::ok("left the room"));
+                return;
+            }
+        };
+        let pushed = match kind {
+            Kind::Join(_) => out.push(Outgoing::SendRejected {
+                client_message_id: String::new(),
+                status: Status::failed_precondition(
+                    "already joined; open another stream for another room",
+                ),
+            }),
+            Kind::Typing(_) => match hub.typing(&who, group_id).await {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    tracing::debug!(error = %err, "typing not relayed");
+                    Ok(())
+                }
+            },
+            Kind::Send(send) => {
+                // Without a client id the server picks one, so the pump can recognise the echo.
+                let client_message_id = if send.client_message_id.is_empty() {
+                    Uuid::new_v4().to_string()
+                } else {
+                    send.client_message_id
+                };
+                own_sends
+                    .lock()
+                    .expect("own sends lock poisoned")
+                    .insert(client_message_id.clone());
+                match hub
+                    .send(&who, group_id, &client_message_id, &send.body)
+                    .await
+                {
+                    Ok((message, is_new)) => {
+                        if !is_new {
+                            own_sends
+                                .lock()
+                                .expect("own sends lock poisoned")
+                                .remove(&client_message_id);
+                        }
+                        out.push(Outgoing::Ack {
+                            client_message_id,
+                            message,
+                        })
+                    }
+                    Err(err) => {
+                        own_sends
+                            .lock()
+                            .expect("own sends lock poisoned")
+                            .remove(&client_message_id);
+                        out.push(Outgoing::SendRejected {
+                            client_message_id,
+                            status: err.into(),
+                        })
+                    }
+                }
+            }
+        };
+        if pushed.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The chat hub: rooms as clients see them. It authorises callers for a room, sends
+//! messages (rate limit → relay assigns the offset and fans out → log makes it durable →
+//! ack), relays typing, and runs one pump task per open stream that turns the relay's feed
+//! into that client's events: recovery backlog first, then live events in offset order,
+//! with presence kept per participant.
+
+pub mod outbound;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::domain::{FieldViolation, MessageBody};
+use crate::error::ApiError;
+use crate::log::MessageLog;
+use crate::rate_limit::TokenBuckets;
+use crate::relay::{RelayError, Replay, RoomRelay, Subscription};
+use crate::room::{ChatMessage, MessageDraft, Participant, Position, RoomEvent};
+use crate::store::{self, Store};
+use outbound::{Gone, Outbound, Outgoing};
+
+/// Longest accepted `client_message_id`.
+const MAX_CLIENT_MESSAGE_ID: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Events queued for one client before it counts as a slow consumer.
+    pub outbound_capacity: usize,
+    /// Most messages a reconnecting client is sent to recover; beyond that it is told
+    /// recovery failed and pages through history instead.
+    pub max_recovery: u64,
+    /// Sustained sends per second per participant and room, and the burst above it.
+    pub send_rate: f64,
+    pub send_burst: u32,
+    /// Longest a send waits for the log before failing with `UNAVAILABLE`.
+    pub append_timeout: Duration,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            outbound_capacity: 1024,
+            max_recovery: 1000,
+            send_rate: 20.0,
+            send_burst: 40,
+            append_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Client message ids of sends on one `Chat` stream that are not yet acknowledged: the pump
+/// skips those messages, because the sender gets them as acks instead.
+pub type OwnSends = Arc<Mutex<HashSet<String>>>;
+
+pub struct ChatHub {
+    store: Store,
+    relay: Arc<dyn RoomRelay>,
+    log: Arc<dyn MessageLog>,
+    settings: ChatSettings,
+    send_limits: TokenBuckets<(Uuid, Uuid)>,
+    typing_limits: TokenBuckets<(Uuid, Uuid)>,
+    shutdown: CancellationToken,
+}
+
+fn relay_error(err: RelayError) -> ApiError {
+    match err {
+        RelayError::Unavailable(reason) => {
+            tracing::warn!(%reason, "room relay unavailable");
+            ApiError::Unavailable("The chat relay is unavailable; try again shortly.".into())
+        }
+        RelayError::Internal(err) => ApiError::Internal(err),
+    }
+}
+
+impl ChatHub {
+    pub fn new(
+        store: Store,
+        relay: Arc<dyn RoomRelay>,
+        log: Arc<dyn MessageLog>,
+        settings: ChatSettings,
+    ) -> Self {
+        Self {
+            store,
+            relay,
+            log,
+            send_limits: TokenBuckets::new(settings.send_rate, settings.send_burst),
+            typing_limits: TokenBuckets::new(1.0, 1),
+            settings,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub fn relay(&self) -> &Arc<dyn RoomRelay> {
+        &self.relay
+    }
+
+    pub fn log(&self) -> &Arc<dyn MessageLog> {
+        &self.log
+    }
+
+    /// Ends every open stream with `UNAVAILABLE` so clients reconnect elsewhere.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Who `principal` is in `group_id`'s room: its owner (access token) or one of its
+    /// members (member token of that group). `NOT_FOUND` for a missing group.
+    pub async fn authorize(
+        &self,
+        principal: &Principal,
+        group_id: Uuid,
+    ) -> Result<Participant, ApiError> {
+        let group = self
+            .store
+            .group(group_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Group not found."))?;
+        let allowed = match principal {
+            Principal::User(user) => user.user_id == group.owner_id,
+            Principal::Member(member) => member.group_id == group_id,
+        };
+        if !allowed {
+            return Err(ApiError::permission_denied(
+                "Only the group's owner and its members can open this room.",
+            ));
+        }
+        Ok(Participant {
+            id: principal.id(),
+            name: principal.name().to_owned(),
+        })
+    }
+
+    /// Sends a message and returns it once it is durable, with `true` if it is new. A send
+    /// repeating an earlier `client_message_id` of the same sender returns the original
+    /// message (and `false`).
+    pub async fn send(
+        &self,
+        who: &Participant,
+        group_id: Uuid,
+        client_message_id: &str,
+        body: &str,
+    ) -> Result<(Arc<ChatMessage>, bool), ApiError> {
+        if client_message_id.chars().count() > MAX_CLIENT_MESSAGE_ID {
+            return Err(ApiError::invalid(FieldViolation::new(
+                "client_message_id",
+                format!(
+                    "client_message_id must be at most {MAX_CLIENT_MESSAGE_ID} characters long."
+                ),
+            )));
+        }
+        let body = MessageBody::parse(body).map_err(ApiError::invalid)?;
+        if !self.send_limits.try_acquire(&(group_id, who.id)) {
+            return Err(ApiError::ResourceExhausted(format!(
+                "Sending too fast: at most {} messages per second.",
+                self.settings.send_rate
+            )));
+        }
+        let draft = MessageDraft {
+            id: Uuid::now_v7(),
+            group_id,
+            sender_id: who.id,
+            sender_name: who.name.clone(),
+            body: body.as_str().to_owned(),
+            client_message_id: client_message_id.to_owned(),
+            created_at: store::now(),
+        };
+        let published = self.relay.publish(draft).await.map_err(relay_error)?;
+        let is_new = matches!(published, crate::relay::Published::New(_));
+        let message = published.message().clone();
+        // A duplicate is appended again (idempotently) so that its ack, too, means durable.
+        match tokio::time::timeout(
+            self.settings.append_timeout,
+            self.log.append(message.clone()),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok((message, is_new)),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, message_id = %message.id, "message not durable");
+                Err(ApiError::Unavailable(
+                    "The message could not be stored; send it again.".into(),
+                ))
+            }
+            Err(_) => {
+                tracing::warn!(message_id = %message.id, "message log timed out");
+                Err(ApiError::Unavailable(
+                    "The message could not be stored in time; send it again.".into(),
+                ))
+            }
+        }
+    }
+
+    /// Tells the room `who` is typing; at most once a second per participant (extra calls
+    /// are dropped silently: typing is only a hint).
+    pub async fn typing(&self, who: &Participant, group_id: Uuid) -> Result<(), ApiError> {
+        if self.typing_limits.try_acquire(&(group_id, who.id)) {
+            self.relay
+                .broadcast(group_id, RoomEvent::Typing(who.clone()))
+                .await
+                .map_err(relay_error)?;
+        }
+        Ok(())
+    }
+
+    /// The group is gone: end its streams with `NOT_FOUND`.
+    pub async fn close_room(&self, group_id: Uuid) {
+        if let Err(err) = self.relay.close_room(group_id).await {
+            tracing::warn!(%group_id, error = %err, "could not close the room's streams");
+        }
+    }
+
+    /// Opens `who`'s stream of the room: sends `joined`, the recovery backlog after `since`,
+    /// then live events until the client leaves, the group is deleted, the client reads too
+    /// slowly, or the server shuts down. Returns once the stream is set up; a task pumps it.
+    pub async fn open(
+        self: &Arc<Self>,
+        who: Participant,
+        group_id: Uuid,
+        since: Option<Position>,
+        out: Outbound,
+        own_sends: Option<OwnSends>,
+    ) -> Result<(), ApiError> {
+        let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
+        // After the backlog the client has everything up to the subscription's head; live
+        // events continue from there.
+        let last = subscription.head;
+        let (recovered, backlog) = match since {
+            Some(pos) if pos.epoch == subscription.epoch && pos.offset <= subscription.head => {
+                match self
+                    .fill(group_id, &subscription.epoch, pos.offset, subscription.head)
+                    .await?
+                {
+                    Some(backlog) => (true, backlog),
+                    None => (false, Vec::new()),
+                }
+            }
+            _ => (false, Vec::new()),
+        };
+        if self
+            .relay
+            .presence_join(group_id, &who)
+            .await
+            .map_err(relay_error)?
+        {
+            self.relay
+                .broadcast(group_id, RoomEvent::MemberJoined(who.clone()))
+                .await
+                .map_err(relay_error)?;
+        }
+        let online = self.relay.online(group_id).await.map_err(relay_error)?;
+        tracing::info!(%group_id, participant = %who.id, recovered, backlog = backlog.len(), "room stream opened");
+
+        let hub = self.clone();
+        let joined = Outgoing::Joined {
+            epoch: subscription.epoch.clone(),
+            offset: subscription.head,
+            recovered,
+            online,
+        };
+        tokio::spawn(async move {
+            let pump = Pump {
+                hub: hub.clone(),
+                group_id,
+                who: who.clone(),
+                out,
+                own_sends,
+                last,
+            };
+            pump.run(joined, backlog, subscription).await;
+            let left = hub.relay.presence_leave(group_id, &who).await;
+            if matches!(left, Ok(true))
+                && let Err(err) = hub
+                    .relay
+                    .broadcast(group_id, RoomEvent::MemberLeft(who.clone()))
+                    .await
+            {
+                tracing::debug!(error = %err, "could not announce a member leaving");
+            }
+            tracing::info!(%group_id, participant = %who.id, "room stream closed");
+        });
+        Ok(())
+    }
+
+    /// The messages with `after < offset <= up_to`, from the relay's window and, for what
+    /// it no longer holds, the store. `None` if they cannot all be found (or are too many).
+    async fn fill(
+        &self,
+        group_id: Uuid,
+        epoch: &str,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Option<Vec<Arc<ChatMessage>>>, ApiError> {
+        if up_to - after > self.settings.max_recovery {
+            return Ok(None);
+        }
+        let messages = match self
+            .relay
+            .replay(group_id, epoch, after, up_to)
+            .await
+            .map_err(relay_error)?
+        {
+            Replay::Complete(messages) => messages,
+            Replay::EpochChanged => return Ok(None),
+            Replay::Partial {
+                first_available,
+                messages,
+            } => {
+                let older = self
+                    .store
+                    .messages_between(
+                        group_id,
+                        after,
+                        first_available.saturating_sub(1).min(up_to),
+                    )
+                    .await?;
+                older.into_iter().map(Arc::new).chain(messages).collect()
+            }
+        };
+        let contiguous = messages
+            .iter()
+            .zip(after + 1..)
+            .all(|(m, expected)| m.offset == expected)
+            && messages.len() as u64 == up_to - after;
+        Ok(contiguous.then_some(messages))
+    }
+}
+
+/// Feeds one client from the room.
+struct Pump {
+    hub: Arc<ChatHub>,
+    group_id: Uuid,
+    who: Participant,
+    out: Outbound,
+    own_sends: Option<OwnSends>,
+    /// Offset of the last message this client has (or was told it has).
+    last: u64,
+}
+
+impl Pump {
+    async fn run(
+        mut self,
+        joined: Outgoing,
+        backlog: Vec<Arc<ChatMessage>>,
+        mut subscription: Subscription,
+    ) {
+        if self.out.push_wait(joined).await.is_err() {
+            return;
+        }
+        for message in backlog {
+            if self
+                .out
+                .push_wait(Outgoing::Message(message))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let shutdown = self.hub.shutdown.clone();
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.out.end(Status::unavailable("server shutting down; reconnect and resume from your last offset"));
+                    return;
+                }
+                _ = self.out.closed() => return,
+                event = subscription.events.next() => event,
+            };
+            let result = match event {
+                None => {
+                    self.out.end(Status::unavailable(
+                        "the room feed ended; reconnect and resume from your last offset",
+                    ));
+                    return;
+                }
+                Some(Err(_lagged)) => {
+                    self.out.end(Status::resource_exhausted(
+                        "slow consumer: the client fell too far behind the room",
+                    ));
+                    return;
+                }
+                Some(Ok(RoomEvent::Closed)) => {
+                    self.out.end(Status::not_found("The group was deleted."));
+                    return;
+                }
+                Some(Ok(RoomEvent::Message(message))) => {
+                    self.deliver(message, &subscription.epoch).await
+                }
+                Some(Ok(RoomEvent::Typing(p))) if p.id != self.who.id => {
+                    self.out.push(Outgoing::Typing(p))
+                }
+                Some(Ok(RoomEvent::MemberJoined(p))) if p.id != self.who.id => {
+                    self.out.push(Outgoing::MemberJoined(p))
+                }
+                Some(Ok(RoomEvent::MemberLeft(p))) if p.id != self.who.id => {
+                    self.out.push(Outgoing::MemberLeft(p))
+                }
+                Some(Ok(_about_me)) => Ok(()),
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Delivers `message` in offset order: skips what the client has, fills a gap from the
+    /// relay or store, and ends the stream if a gap cannot be filled (never a silent gap).
+    async fn deliver(&mut self, message: Arc<ChatMessage>, epoch: &str) -> Result<(), Gone> {
+        if message.offset <= self.last {
+            return Ok(());
+        }
+        if message.offset > self.last + 1 {
+            match self
+                .hub
+                .fill(self.group_id, epoch, self.last, message.offset - 1)
+                .await
+            {
+                Ok(Some(missing)) => {
+                    for m in missing {
+                        self.forward(m)?;
+                    }
+                }
+                _ => {
+                    self.out.end(Status::aborted(
+                        "messages were missed; rejoin from your last offset",
+                    ));
+                    return Err(Gone::Closed);
+                }
+            }
+        }
+        self.forward(message)
+    }
+
+    fn forward(&mut self, message: Arc<ChatMessage>) -> Result<(), Gone> {
+        self.last = message.offset;
+        if message.sender_id == self.who.id
+            && let Some(own) = &self.own_sends
+            && own
+                .lock()
+                .expect("own sends lock poisoned")
+                .remove(&message.client_message_id)
+        {
+            return Ok(());
+        }
+        self.out.push(Outgoing::Message(message))
+    }
+}

@@ -1,0 +1,109 @@
+//! The embedded log: a bounded in-process queue. `append` waits until the persister has
+//! committed the message, so an acknowledged message is in the store.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::persister::LogSource;
+use super::{LogError, MessageLog};
+use crate::room::ChatMessage;
+
+struct Entry {
+    message: Arc<ChatMessage>,
+    persisted: oneshot::Sender<()>,
+}
+
+pub struct InProcessLog {
+    queue: Mutex<Option<mpsc::Sender<Entry>>>,
+}
+
+/// The persister's end of an [`InProcessLog`].
+pub struct InProcessSource {
+    queue: mpsc::Receiver<Entry>,
+}
+
+impl InProcessLog {
+    /// A log holding at most `capacity` messages not yet persisted (appends wait beyond).
+    pub fn new(capacity: usize) -> (Self, InProcessSource) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                queue: Mutex::new(Some(tx)),
+            },
+            InProcessSource { queue: rx },
+        )
+    }
+}
+
+#[async_trait]
+impl MessageLog for InProcessLog {
+    fn describe(&self) -> String {
+        "in-process, persisted to the store before each ack".to_owned()
+    }
+
+    async fn append(&self, message: Arc<ChatMessage>) -> Result<(), LogError> {
+        let closed = || LogError::Unavailable("the server is shutting down".into());
+        let queue = self
+            .queue
+            .lock()
+            .expect("log lock poisoned")
+            .clone()
+            .ok_or_else(closed)?;
+        let (persisted, done) = oneshot::channel();
+        queue
+            .send(Entry { message, persisted })
+            .await
+            .map_err(|_| closed())?;
+        done.await.map_err(|_| closed())
+    }
+
+    async fn close(&self) {
+        self.queue.lock().expect("log lock poisoned").take();
+    }
+}
+
+#[async_trait]
+impl LogSource for InProcessSource {
+    type Receipt = Vec<oneshot::Sender<()>>;
+
+    async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)> {
+        let first = self.queue.recv().await?;
+        let mut messages = vec![first.message];
+        let mut receipt = vec![first.persisted];
+        while messages.len() < max {
+            match self.queue.try_recv() {
+                Ok(entry) => {
+                    messages.push(entry.message);
+                    receipt.push(entry.persisted);
+                }
+                Err(_) => break,
+            }
+        }
+        Some((messages, receipt))
+    }
+
+    async fn commit(&mut self, receipt: Self::Receipt) {
+        for persisted in receipt {
+            let _ = persisted.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn log() -> (Arc<dyn MessageLog>, Store) {
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .expect("in-memory store");
+        let (log, source) = InProcessLog::new(1024);
+        tokio::spawn(super::super::persister::run(source, store.clone(), 256));
+        (Arc::new(log), store)
+    }
+
+    crate::log_conformance_suite!(log);
+}

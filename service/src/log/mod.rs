@@ -1,0 +1,39 @@
+//! The message log: where a message becomes durable before its sender is acknowledged, and
+//! from which the [`persister`] writes messages to the store in batches.
+//!
+//! [`memory::InProcessLog`] is the embedded default: an in-process queue whose `append`
+//! resolves once the persister has committed the message to the store. The Kafka log of
+//! distributed mode implements the same [`MessageLog`] (append = produce with `acks=all`)
+//! and feeds the same persister loop through [`persister::LogSource`].
+
+pub mod memory;
+pub mod persister;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::room::ChatMessage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log cannot take messages now (closed, or its broker is down).
+    #[error("message log unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// Short description for the startup line.
+    fn describe(&self) -> String;
+
+    /// Appends `message`; resolves once it is durable. Appending a message (same id) again
+    /// is harmless: the persister keeps one row.
+    async fn append(&self, message: Arc<ChatMessage>) -> Result<(), LogError>;
+
+    /// Stops taking new messages; what was appended before is still persisted.
+    async fn close(&self);
+}

@@ -1,0 +1,48 @@
+//! The persister: drains a message log into the store in batches. One loop serves every log
+//! implementation: a [`LogSource`] hands out batches and is told when a batch is committed
+//! (the in-process log wakes the senders; Kafka commits consumer offsets). Writes are
+//! idempotent (`ON CONFLICT (id) DO NOTHING`), so a batch replayed after a crash never
+//! duplicates a row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::room::ChatMessage;
+use crate::store::Store;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[async_trait]
+pub trait LogSource: Send + 'static {
+    /// What [`LogSource::commit`] needs to acknowledge a batch.
+    type Receipt: Send;
+
+    /// Waits for the next batch of at most `max` messages; `None` once the log is closed and
+    /// drained.
+    async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)>;
+
+    /// The batch is committed to the store.
+    async fn commit(&mut self, receipt: Self::Receipt);
+}
+
+/// Runs until the source is closed and drained. A batch the store refuses is retried with
+/// backoff (the store may be restarting); it is never skipped.
+pub async fn run<S: LogSource>(mut source: S, store: Store, max_batch: usize) {
+    while let Some((batch, receipt)) = source.next_batch(max_batch.max(1)).await {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match store.insert_messages(&batch).await {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, batch = batch.len(), "persisting messages failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        source.commit(receipt).await;
+    }
+    tracing::debug!("persister drained");
+}

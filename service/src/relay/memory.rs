@@ -1,0 +1,237 @@
+//! The embedded relay: rooms live in this process. Each room has a broadcast channel for its
+//! live feed, a bounded replay window, the dedupe keys of the messages in that window, and
+//! its presence counts. A room's first offset continues from the newest stored message, so
+//! offsets stay unique across restarts; the epoch is new for every process, because a
+//! message published just before a crash may never have been stored.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{OnceCell, broadcast};
+use tokio_stream::wrappers::BroadcastStream;
+use uuid::Uuid;
+
+use super::{Lagged, Published, RelayError, Replay, RoomRelay, Subscription};
+use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
+use crate::store::Store;
+
+pub struct InProcessRelay {
+    epoch: String,
+    store: Store,
+    window: usize,
+    feed_capacity: usize,
+    rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
+}
+
+struct Room {
+    seeded: OnceCell<()>,
+    state: Mutex<RoomState>,
+    feed: broadcast::Sender<RoomEvent>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    last_offset: u64,
+    window: VecDeque<Arc<ChatMessage>>,
+    /// (sender, client_message_id) of the messages in `window`.
+    dedupe: HashMap<(Uuid, String), Arc<ChatMessage>>,
+    /// Open streams per participant.
+    presence: HashMap<Uuid, (Participant, usize)>,
+}
+
+impl InProcessRelay {
+    /// `window`: messages kept per room for replay; `feed_capacity`: events a subscriber may
+    /// fall behind the room before it is dropped as lagging.
+    pub fn new(store: Store, window: usize, feed_capacity: usize) -> Self {
+        Self {
+            epoch: Uuid::new_v4().simple().to_string(),
+            store,
+            window: window.max(1),
+            feed_capacity: feed_capacity.max(1),
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn room(&self, group_id: Uuid) -> Result<Arc<Room>, RelayError> {
+        let room = {
+            let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+            rooms
+                .entry(group_id)
+                .or_insert_with(|| {
+                    Arc::new(Room {
+                        seeded: OnceCell::new(),
+                        state: Mutex::new(RoomState::default()),
+                        feed: broadcast::channel(self.feed_capacity).0,
+                    })
+                })
+                .clone()
+        };
+        room.seeded
+            .get_or_try_init(|| async {
+                let last = self
+                    .store
+                    .last_offset(group_id)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                room.state.lock().expect("room lock poisoned").last_offset = last;
+                Ok::<(), RelayError>(())
+            })
+            .await?;
+        Ok(room)
+    }
+}
+
+impl Room {
+    fn state(&self) -> std::sync::MutexGuard<'_, RoomState> {
+        self.state.lock().expect("room lock poisoned")
+    }
+}
+
+#[async_trait]
+impl RoomRelay for InProcessRelay {
+    fn describe(&self) -> String {
+        format!(
+            "in-process (replay window {} messages per room)",
+            self.window
+        )
+    }
+
+    async fn publish(&self, draft: MessageDraft) -> Result<Published, RelayError> {
+        let room = self.room(draft.group_id).await?;
+        let mut state = room.state();
+        let key = (draft.sender_id, draft.client_message_id.clone());
+        if !key.1.is_empty()
+            && let Some(original) = state.dedupe.get(&key)
+        {
+            return Ok(Published::Duplicate(original.clone()));
+        }
+        state.last_offset += 1;
+        let message = Arc::new(draft.place(state.last_offset));
+        state.window.push_back(message.clone());
+        if !key.1.is_empty() {
+            state.dedupe.insert(key, message.clone());
+        }
+        while state.window.len() > self.window {
+            if let Some(old) = state.window.pop_front() {
+                state
+                    .dedupe
+                    .remove(&(old.sender_id, old.client_message_id.clone()));
+            }
+        }
+        // Sent under the room lock, so subscribers see offsets in order.
+        let _ = room.feed.send(RoomEvent::Message(message.clone()));
+        Ok(Published::New(message))
+    }
+
+    async fn broadcast(&self, group_id: Uuid, event: RoomEvent) -> Result<(), RelayError> {
+        let room = self.room(group_id).await?;
+        let _state = room.state();
+        let _ = room.feed.send(event);
+        Ok(())
+    }
+
+    async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError> {
+        let room = self.room(group_id).await?;
+        let state = room.state();
+        let events =
+            BroadcastStream::new(room.feed.subscribe()).map(|item| item.map_err(|_| Lagged));
+        Ok(Subscription {
+            epoch: self.epoch.clone(),
+            head: state.last_offset,
+            events: events.boxed(),
+        })
+    }
+
+    async fn replay(
+        &self,
+        group_id: Uuid,
+        epoch: &str,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Replay, RelayError> {
+        if epoch != self.epoch {
+            return Ok(Replay::EpochChanged);
+        }
+        let room = self.room(group_id).await?;
+        let state = room.state();
+        let in_range = |m: &&Arc<ChatMessage>| m.offset > after && m.offset <= up_to;
+        let messages: Vec<_> = state.window.iter().filter(in_range).cloned().collect();
+        let first_available = state
+            .window
+            .front()
+            .map(|m| m.offset)
+            .unwrap_or(state.last_offset + 1);
+        if after + 1 >= first_available || after >= up_to {
+            Ok(Replay::Complete(messages))
+        } else {
+            Ok(Replay::Partial {
+                first_available,
+                messages,
+            })
+        }
+    }
+
+    async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        let room = self.room(group_id).await?;
+        let mut state = room.state();
+        let entry = state
+            .presence
+            .entry(who.id)
+            .or_insert_with(|| (who.clone(), 0));
+        entry.1 += 1;
+        Ok(entry.1 == 1)
+    }
+
+    async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        let room = self.room(group_id).await?;
+        let mut state = room.state();
+        match state.presence.get_mut(&who.id) {
+            Some(entry) if entry.1 > 1 => {
+                entry.1 -= 1;
+                Ok(false)
+            }
+            Some(_) => {
+                state.presence.remove(&who.id);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError> {
+        let room = self.room(group_id).await?;
+        let state = room.state();
+        let mut online: Vec<Participant> =
+            state.presence.values().map(|(p, _)| p.clone()).collect();
+        online.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(online)
+    }
+
+    async fn close_room(&self, group_id: Uuid) -> Result<(), RelayError> {
+        let room = self
+            .rooms
+            .lock()
+            .expect("relay lock poisoned")
+            .remove(&group_id);
+        if let Some(room) = room {
+            let _ = room.feed.send(RoomEvent::Closed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn relay(window: usize) -> InProcessRelay {
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .expect("in-memory store");
+        InProcessRelay::new(store, window, 1024)
+    }
+
+    crate::relay_conformance_suite!(relay);
+}

@@ -1,0 +1,74 @@
+//! What flows through a room: messages (durable, with an offset) and ephemeral events
+//! (typing, presence, the room closing). Shared by the relay, the log and the chat hub.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A chat message as stored and delivered. The server sets every field; `offset` is the
+/// message's position in its room (1, 2, 3, …), assigned by the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: Uuid,
+    pub group_id: Uuid,
+    pub offset: u64,
+    pub sender_id: Uuid,
+    pub sender_name: String,
+    pub body: String,
+    /// The sender's idempotency key.
+    pub client_message_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message before the relay has placed it in its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageDraft {
+    pub id: Uuid,
+    pub group_id: Uuid,
+    pub sender_id: Uuid,
+    pub sender_name: String,
+    pub body: String,
+    pub client_message_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl MessageDraft {
+    pub fn place(self, offset: u64) -> ChatMessage {
+        ChatMessage {
+            id: self.id,
+            group_id: self.group_id,
+            offset,
+            sender_id: self.sender_id,
+            sender_name: self.sender_name,
+            body: self.body,
+            client_message_id: self.client_message_id,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Someone in a room: a member id, or the owner's user id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Participant {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// One event on a room's live feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    Message(Arc<ChatMessage>),
+    Typing(Participant),
+    MemberJoined(Participant),
+    MemberLeft(Participant),
+    /// The group was deleted: every stream of the room ends.
+    Closed,
+}
+
+/// Where a client is in a room's sequence: offsets are only comparable within one epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub offset: u64,
+}
