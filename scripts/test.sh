@@ -18,4 +18,4 @@ env -u QUICKCHAT_TEST_DATABASE_URL cargo nextest run --workspace --no-tests=warn
 database_url="$(scripts/services.sh)"
 echo "== end-to-end tests on PostgreSQL ($database_url)" >&2
 QUICKCHAT_TEST_DATABASE_URL="$database_url" \
-  cargo nextest run --workspace --no-tests=warn -E 'kind(test)' "$@"
+  cargo nextest run -p quickchat-integration-tests --no-tests=warn "$@"

@@ -1,0 +1,580 @@
+//! `chat`: the interactive room.
+//!
+//! Two halves run side by side. The input half reads lines: from a line editor when stdin
+//! and stdout are a terminal (room events are printed above the prompt, and key presses
+//! become typing signals), or plainly from stdin otherwise (pipes, scripts, tests). The room
+//! half holds the `Chat` stream: it prints history, presence, typing and messages, sends
+//! each line with an idempotency key, and when the stream breaks it reconnects with backoff,
+//! resumes from the last offset seen, and resends whatever was not acknowledged yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, IsTerminal};
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use quickchat_proto::v1::{self, ChatRequest, chat_request, chat_response};
+use rustyline::{ConditionalEventHandler, Event, EventContext, EventHandler, RepeatCount};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::parse_group_ref;
+use crate::client::{Client, Identity};
+use crate::error::CliError;
+use crate::output::{MessageView, Output, json_line};
+use crate::room::{self, Backoff, Mode, Resume, Tracker};
+
+/// Messages shown when the room opens.
+const HISTORY: u32 = 20;
+/// At most one typing signal per this interval.
+const TYPING_SEND_INTERVAL: Duration = Duration::from_secs(2);
+/// Someone's typing notice is shown at most once per this interval.
+const TYPING_SHOW_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a message waits for an earlier one (usually the ack of our own send) before it
+/// is shown anyway.
+const HOLD_FOR_ORDER: Duration = Duration::from_secs(2);
+/// How long leaving waits for sends to be acknowledged.
+const LEAVE_GRACE: Duration = Duration::from_secs(5);
+
+/// What the input half reports.
+enum Input {
+    Line(String),
+    Typing,
+    Leave,
+}
+
+/// A room event, as `--json` prints it.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum ChatEvent {
+    Joined {
+        group_id: String,
+        title: String,
+        you: String,
+        online: Vec<Person>,
+    },
+    Message(MessageView),
+    Typing(Person),
+    MemberJoined(Person),
+    MemberLeft(Person),
+    Rejected {
+        body: String,
+        code: i32,
+        reason: String,
+    },
+    Disconnected {
+        reason: String,
+    },
+    Reconnected {
+        recovered: bool,
+        reloaded: usize,
+    },
+    Left {
+        unsent: usize,
+    },
+}
+
+#[derive(Serialize)]
+struct Person {
+    id: String,
+    name: String,
+}
+
+impl From<v1::OnlineMember> for Person {
+    fn from(m: v1::OnlineMember) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+        }
+    }
+}
+
+/// Where room events are shown.
+enum Screen {
+    /// Plain lines on stdout (human or JSON).
+    Plain { json: bool },
+    /// Above the line editor's prompt.
+    Terminal(Box<dyn rustyline::ExternalPrinter + Send>),
+}
+
+impl Screen {
+    fn show(&mut self, event: ChatEvent, human: String) {
+        match self {
+            Self::Plain { json: true } => println!("{}", json_line(&event)),
+            Self::Plain { json: false } => println!("{human}"),
+            Self::Terminal(printer) => {
+                if printer.print(format!("{human}\n")).is_err() {
+                    println!("{human}");
+                }
+            }
+        }
+    }
+
+    fn is_terminal(&self) -> bool {
+        matches!(self, Self::Terminal(_))
+    }
+}
+
+/// Sends a typing signal for every key press that edits the line.
+struct TypingSignal(mpsc::Sender<Input>);
+
+impl ConditionalEventHandler for TypingSignal {
+    fn handle(
+        &self,
+        evt: &Event,
+        _: RepeatCount,
+        _: bool,
+        _: &EventContext,
+    ) -> Option<rustyline::Cmd> {
+        if let Some(rustyline::KeyEvent(rustyline::KeyCode::Char(_), _)) = evt.get(0) {
+            let _ = self.0.try_send(Input::Typing);
+        }
+        None
+    }
+}
+
+/// Starts the input half; returns where room events should be shown.
+fn start_input(tx: mpsc::Sender<Input>, json: bool) -> Screen {
+    if !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        let (screen_tx, screen_rx) = std::sync::mpsc::channel();
+        let editor_tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut editor = match rustyline::DefaultEditor::new() {
+                Ok(editor) => editor,
+                Err(_) => {
+                    let _ = screen_tx.send(None);
+                    return;
+                }
+            };
+            editor.bind_sequence(
+                Event::Any,
+                EventHandler::Conditional(Box::new(TypingSignal(editor_tx.clone()))),
+            );
+            let printer = editor.create_external_printer().ok();
+            let ok = printer.is_some();
+            let _ = screen_tx.send(printer);
+            if !ok {
+                return;
+            }
+            loop {
+                match editor.readline("> ") {
+                    Ok(line) => {
+                        let _ = editor.add_history_entry(line.as_str());
+                        if editor_tx.blocking_send(Input::Line(line)).is_err() {
+                            return;
+                        }
+                    }
+                    // Ctrl-D, Ctrl-C, or the terminal went away.
+                    Err(_) => {
+                        let _ = editor_tx.blocking_send(Input::Leave);
+                        return;
+                    }
+                }
+            }
+        });
+        if let Ok(Some(printer)) = screen_rx.recv() {
+            return Screen::Terminal(Box::new(printer));
+        }
+    }
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(Input::Line(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.blocking_send(Input::Leave);
+    });
+    Screen::Plain { json }
+}
+
+/// The room half's state.
+struct Room {
+    group_id: String,
+    me: Option<String>,
+    tracker: Tracker,
+    /// Sends not acknowledged yet, oldest first: (client message id, body).
+    pending: Vec<(String, String)>,
+    typing_shown: HashMap<String, Instant>,
+    screen: Screen,
+    /// Every offset up to this one was shown (or was before the history we loaded).
+    contiguous: u64,
+    /// Messages that arrived ahead of an earlier offset, shown once the gap fills.
+    held: BTreeMap<u64, v1::Message>,
+    held_since: Option<tokio::time::Instant>,
+}
+
+impl Room {
+    /// Shows a message once, in offset order. A message that arrives ahead of an earlier one
+    /// waits while our own sends are unacknowledged (the ack may carry the missing offset),
+    /// at most [`HOLD_FOR_ORDER`], so both sides of a conversation see the same order.
+    fn show_message(&mut self, message: v1::Message) {
+        self.pending.retain(|(id, _)| {
+            message.client_message_id.is_empty() || *id != message.client_message_id
+        });
+        let offset = message.offset;
+        if self.tracker.has_seen(offset) || self.held.contains_key(&offset) {
+            return;
+        }
+        self.held.insert(offset, message);
+        self.held_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        self.flush(false);
+    }
+
+    /// Shows held messages that are next in order (all of them when `force`, or when no own
+    /// send could fill a gap).
+    fn flush(&mut self, force: bool) {
+        while let Some(entry) = self.held.first_entry() {
+            let offset = *entry.key();
+            if !(force || offset <= self.contiguous + 1 || self.pending.is_empty()) {
+                break;
+            }
+            let message = entry.remove();
+            self.contiguous = self.contiguous.max(offset);
+            if self.tracker.accept(offset) {
+                let view = MessageView::from(message);
+                let line = view.chat_line();
+                self.screen.show(ChatEvent::Message(view), line);
+            }
+        }
+        if self.held.is_empty() {
+            self.held_since = None;
+        }
+    }
+
+    fn is_me(&self, id: &str) -> bool {
+        self.me.as_deref() == Some(id)
+    }
+
+    fn notice(&mut self, event: ChatEvent, text: String) {
+        self.screen.show(event, format!("* {text}"));
+    }
+
+    fn handle(&mut self, event: chat_response::Event) {
+        use chat_response::Event as E;
+        match event {
+            E::Message(message) => self.show_message(message),
+            E::Ack(ack) => {
+                self.pending.retain(|(id, _)| *id != ack.client_message_id);
+                if let Some(message) = ack.message {
+                    self.show_message(message);
+                }
+            }
+            E::SendRejected(rejected) => {
+                let body = self
+                    .pending
+                    .iter()
+                    .find(|(id, _)| *id == rejected.client_message_id)
+                    .map(|(_, body)| body.clone())
+                    .unwrap_or_default();
+                self.pending
+                    .retain(|(id, _)| *id != rejected.client_message_id);
+                self.flush(false);
+                let text = format!("not sent ({}): {body}", rejected.message);
+                self.notice(
+                    ChatEvent::Rejected {
+                        body,
+                        code: rejected.code,
+                        reason: rejected.message,
+                    },
+                    text,
+                );
+            }
+            E::Typing(typing) => {
+                let Some(member) = typing.member else { return };
+                if self.is_me(&member.id) {
+                    return;
+                }
+                let now = Instant::now();
+                let recent = self
+                    .typing_shown
+                    .get(&member.id)
+                    .is_some_and(|at| now.duration_since(*at) < TYPING_SHOW_INTERVAL);
+                if !recent {
+                    self.typing_shown.insert(member.id.clone(), now);
+                    let text = format!("{} is typing…", member.name);
+                    self.screen
+                        .show(ChatEvent::Typing(member.into()), format!("  {text}"));
+                }
+            }
+            E::MemberJoined(presence) => {
+                if let Some(member) = presence.member.filter(|m| !self.is_me(&m.id)) {
+                    let text = format!("{} is online", member.name);
+                    self.notice(ChatEvent::MemberJoined(member.into()), text);
+                }
+            }
+            E::MemberLeft(presence) => {
+                if let Some(member) = presence.member.filter(|m| !self.is_me(&m.id)) {
+                    self.typing_shown.remove(&member.id);
+                    let text = format!("{} went offline", member.name);
+                    self.notice(ChatEvent::MemberLeft(member.into()), text);
+                }
+            }
+            E::Joined(_) => {}
+        }
+    }
+
+    fn show_resume(&mut self, resume: Resume) {
+        let restarted = matches!(resume, Resume::Restarted(_));
+        match resume {
+            Resume::Recovered => self.notice(
+                ChatEvent::Reconnected {
+                    recovered: true,
+                    reloaded: 0,
+                },
+                "reconnected; nothing was missed".into(),
+            ),
+            Resume::Reloaded(missed) | Resume::Restarted(missed) => {
+                if restarted {
+                    self.contiguous = missed.first().map_or(0, |m| m.offset.saturating_sub(1));
+                    self.held.clear();
+                    self.held_since = None;
+                }
+                self.notice(
+                    ChatEvent::Reconnected {
+                        recovered: false,
+                        reloaded: missed.len(),
+                    },
+                    format!(
+                        "reconnected; the server could not resume the stream, so history was reloaded ({} missed message(s))",
+                        missed.len()
+                    ),
+                );
+                for message in missed {
+                    self.show_message(message);
+                }
+            }
+        }
+    }
+}
+
+fn send_request(id: &str, body: &str) -> ChatRequest {
+    ChatRequest {
+        kind: Some(chat_request::Kind::Send(chat_request::Send {
+            client_message_id: id.to_owned(),
+            body: body.to_owned(),
+        })),
+    }
+}
+
+/// How the connected phase ended.
+enum Phase {
+    Leave,
+    Disconnected(String),
+    Fatal(CliError),
+}
+
+pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(), CliError> {
+    let group_id = parse_group_ref(group)?;
+    let title = client
+        .groups()
+        .get_group(v1::GetGroupRequest {
+            group_id: group_id.clone(),
+        })
+        .await?
+        .into_inner()
+        .group
+        .map(|g| g.title)
+        .unwrap_or_default();
+    let my_name = match client.identity_for(&group_id)? {
+        Identity::Member => client.store().membership(&group_id).map(|m| m.name.clone()),
+        Identity::User => client.store().session().map(|s| s.name.clone()),
+    }
+    .unwrap_or_default();
+
+    let mut connection = room::open(client, &group_id, Mode::Chat, None).await?;
+    let (input_tx, mut input_rx) = mpsc::channel(64);
+    let screen = start_input(input_tx, output.is_json());
+    let mut room = Room {
+        group_id: group_id.clone(),
+        me: client.my_id(&group_id),
+        tracker: Tracker::new(),
+        pending: Vec::new(),
+        typing_shown: HashMap::new(),
+        screen,
+        contiguous: 0,
+        held: BTreeMap::new(),
+        held_since: None,
+    };
+    room.tracker.set_epoch(&connection.joined.epoch);
+
+    let online: Vec<String> = connection
+        .joined
+        .online
+        .iter()
+        .map(|m| {
+            if room.is_me(&m.id) {
+                format!("{} (you)", m.name)
+            } else {
+                m.name.clone()
+            }
+        })
+        .collect();
+    let header = format!(
+        "── {title} ── you are {my_name}; type a message and press Enter, Ctrl-D to leave\n* online: {}",
+        if online.is_empty() {
+            "nobody else".to_owned()
+        } else {
+            online.join(", ")
+        }
+    );
+    room.screen.show(
+        ChatEvent::Joined {
+            group_id: group_id.clone(),
+            title: title.clone(),
+            you: my_name.clone(),
+            online: connection
+                .joined
+                .online
+                .drain(..)
+                .map(Person::from)
+                .collect(),
+        },
+        header,
+    );
+    let (history, _) = room::recent(
+        client,
+        &group_id,
+        HISTORY,
+        Some(connection.joined.offset + 1),
+    )
+    .await?;
+    for message in history {
+        room.show_message(message);
+    }
+    room.contiguous = connection.joined.offset;
+
+    let mut ctrl_c = pin!(tokio::signal::ctrl_c());
+    let mut last_typing: Option<Instant> = None;
+    let mut leave_deadline: Option<tokio::time::Instant> = None;
+    let mut backoff = Backoff::default();
+
+    let outcome: Result<(), CliError> = 'session: loop {
+        // Connected: resend what was not acknowledged, then relay both ways.
+        let sender = connection
+            .sender
+            .clone()
+            .expect("a Chat connection can send");
+        for (id, body) in room.pending.clone() {
+            let _ = sender.send(send_request(&id, &body)).await;
+        }
+        let phase = loop {
+            if leave_deadline.is_some() && room.pending.is_empty() {
+                break Phase::Leave;
+            }
+            tokio::select! {
+                event = connection.events.next() => match event {
+                    Some(Ok(v1::ChatResponse { event: Some(event) })) => room.handle(event),
+                    Some(Ok(_)) => {}
+                    Some(Err(status)) => {
+                        let reason = status.message().to_owned();
+                        match room::stream_failure(status) {
+                            Some(fatal) => break Phase::Fatal(fatal),
+                            None => break Phase::Disconnected(reason),
+                        }
+                    }
+                    None => break Phase::Disconnected("the server closed the stream".into()),
+                },
+                input = input_rx.recv(), if leave_deadline.is_none() => match input {
+                    Some(Input::Line(line)) => {
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        let id = uuid::Uuid::new_v4().to_string();
+                        room.pending.push((id.clone(), line.clone()));
+                        if sender.send(send_request(&id, &line)).await.is_err() {
+                            break Phase::Disconnected("the stream closed".into());
+                        }
+                    }
+                    Some(Input::Typing) => {
+                        if last_typing.is_none_or(|at| at.elapsed() >= TYPING_SEND_INTERVAL) {
+                            last_typing = Some(Instant::now());
+                            let _ = sender.try_send(ChatRequest {
+                                kind: Some(chat_request::Kind::Typing(chat_request::Typing {})),
+                            });
+                        }
+                    }
+                    Some(Input::Leave) | None => {
+                        leave_deadline = Some(tokio::time::Instant::now() + LEAVE_GRACE);
+                    }
+                },
+                _ = tokio::time::sleep_until(leave_deadline.unwrap_or_else(tokio::time::Instant::now)), if leave_deadline.is_some() => {
+                    break Phase::Leave;
+                }
+                _ = tokio::time::sleep_until(room.held_since.map_or_else(tokio::time::Instant::now, |at| at + HOLD_FOR_ORDER)), if room.held_since.is_some() => {
+                    room.flush(true);
+                }
+                _ = &mut ctrl_c => break Phase::Leave,
+            }
+        };
+        drop(sender);
+
+        let reason = match phase {
+            Phase::Leave => break 'session Ok(()),
+            Phase::Fatal(err) => break 'session Err(err),
+            Phase::Disconnected(reason) => reason,
+        };
+        if leave_deadline.is_some() {
+            break 'session Ok(());
+        }
+        room.notice(
+            ChatEvent::Disconnected {
+                reason: reason.clone(),
+            },
+            "connection lost; reconnecting…".into(),
+        );
+
+        // Disconnected: keep reading input (lines wait in `pending`) while retrying.
+        connection = loop {
+            let mut pause = pin!(tokio::time::sleep(backoff.next_delay()));
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    input = input_rx.recv() => match input {
+                        Some(Input::Line(line)) if !line.trim().is_empty() => {
+                            room.pending.push((uuid::Uuid::new_v4().to_string(), line));
+                        }
+                        Some(Input::Line(_)) | Some(Input::Typing) => {}
+                        Some(Input::Leave) | None => break 'session Ok(()),
+                    },
+                    _ = &mut ctrl_c => break 'session Ok(()),
+                }
+            }
+            let group_id = room.group_id.clone();
+            match room::reopen_and_resume(client, &group_id, &mut room.tracker, HISTORY, Mode::Chat)
+                .await
+            {
+                Ok((connection, resume)) => {
+                    backoff.reset();
+                    room.show_resume(resume);
+                    break connection;
+                }
+                Err(err) if room::retryable(&err) => continue,
+                Err(err) => break 'session Err(err),
+            }
+        };
+    };
+
+    let unsent = room.pending.len();
+    let text = if unsent == 0 {
+        "you left the room".to_owned()
+    } else {
+        format!("you left the room; {unsent} message(s) were not confirmed by the server")
+    };
+    if outcome.is_ok() {
+        room.notice(ChatEvent::Left { unsent }, text);
+    } else if room.screen.is_terminal() {
+        // The line editor owns the terminal until it returns: let it, then report the error.
+        room.screen.show(
+            ChatEvent::Left { unsent },
+            "* the room closed; press Enter to exit".into(),
+        );
+        while let Some(input) = input_rx.recv().await {
+            if matches!(input, Input::Line(_) | Input::Leave) {
+                break;
+            }
+        }
+    }
+    outcome
+}

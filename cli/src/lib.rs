@@ -1,0 +1,42 @@
+//! `quickchat`, the QuickChat command-line client.
+//!
+//! [`args`] parses the command line. [`run`] opens the [`config::TokenStore`] (tokens per
+//! server, in the user's config directory) and a [`client::Client`] (the gRPC channel, which
+//! puts the right bearer token on each call and refreshes an expired session), then hands
+//! both to one of the [`commands`]. Commands print through [`output`] (a human line, or one
+//! JSON object per line with `--json`). The room commands (`chat`, `tail --follow`) share
+//! [`room`]: join, history catch-up, de-duplication by offset, and reconnects with backoff.
+//! Every failure is a [`error::CliError`], which `main` prints as one line and turns into
+//! the exit code.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod room;
+
+use args::{Cli, Command};
+use client::{Client, normalize_server};
+use config::TokenStore;
+use error::CliError;
+use output::Output;
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let output = Output::new(cli.json);
+    if let Command::Completions { shell } = cli.command {
+        commands::completions(shell);
+        return Ok(());
+    }
+    let server = normalize_server(&cli.server)?;
+    let store = TokenStore::open(cli.config_dir.as_deref(), &server)?;
+    if let Command::Logout(args) = &cli.command {
+        // Logging out must work with the server down: the local tokens go regardless.
+        return commands::auth::logout(&server, store, args, output).await;
+    }
+    let mut client = Client::connect(&server, store).await?;
+    let result = commands::dispatch(&mut client, cli.command, output).await;
+    result.map_err(|err| err.with_server(&server))
+}

@@ -1,0 +1,215 @@
+//! What commands print: a human line, or with `--json` one JSON object per line.
+//!
+//! The `*View` types are the JSON shapes (stable field names, RFC 3339 times); the `human`
+//! helpers format the same data for a terminal, in local time.
+
+use chrono::{DateTime, Local, Utc};
+use quickchat_proto::v1;
+use serde::Serialize;
+
+use crate::client::to_datetime;
+
+/// Where data goes: human text or JSON lines on stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as one JSON line, or `human()` as text.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", json_line(value));
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+
+    /// A remark for a person (progress, hints): stderr, never in the JSON stream.
+    pub fn note(&self, text: impl AsRef<str>) {
+        eprintln!("{}", text.as_ref());
+    }
+}
+
+pub fn json_line<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|err| format!(r#"{{"error":"{err}"}}"#))
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::User> for UserView {
+    fn from(u: v1::User) -> Self {
+        Self {
+            created_at: to_datetime(u.created_at.as_ref()),
+            id: u.id,
+            name: u.name,
+            email: u.email,
+            provider: u.provider,
+        }
+    }
+}
+
+impl UserView {
+    pub fn human(&self) -> String {
+        let email = if self.email.is_empty() {
+            String::new()
+        } else {
+            format!(" <{}>", self.email)
+        };
+        format!("{}{email} (user {}, {})", self.name, self.id, self.provider)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupView {
+    pub id: String,
+    pub title: String,
+    pub owner_name: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub share_link: String,
+}
+
+impl GroupView {
+    pub fn new(group: v1::Group, share_link: String) -> Self {
+        Self {
+            created_at: to_datetime(group.created_at.as_ref()),
+            id: group.id,
+            title: group.title,
+            owner_name: group.owner_name,
+            share_link,
+        }
+    }
+
+    /// One line for a list.
+    pub fn row(&self) -> String {
+        format!(
+            "{}  {}  (created {})",
+            self.id,
+            self.title,
+            human_time(self.created_at)
+        )
+    }
+
+    /// A card for `group show`.
+    pub fn card(&self) -> String {
+        format!(
+            "{}\n  id:         {}\n  owner:      {}\n  created:    {}\n  share link: {}",
+            self.title,
+            self.id,
+            self.owner_name,
+            human_time(self.created_at),
+            self.share_link
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub group_id: String,
+    pub name: String,
+    pub role: &'static str,
+    pub joined_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Member> for MemberView {
+    fn from(m: v1::Member) -> Self {
+        let role = match v1::MemberRole::try_from(m.role) {
+            Ok(v1::MemberRole::Owner) => "owner",
+            Ok(v1::MemberRole::Member) => "member",
+            _ => "unknown",
+        };
+        Self {
+            joined_at: to_datetime(m.joined_at.as_ref()),
+            id: m.id,
+            group_id: m.group_id,
+            name: m.name,
+            role,
+        }
+    }
+}
+
+impl MemberView {
+    pub fn row(&self) -> String {
+        format!(
+            "{:<24} {:<6}  joined {}",
+            self.name,
+            self.role,
+            human_time(self.joined_at)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub offset: u64,
+    pub id: String,
+    pub group_id: String,
+    pub sender_name: String,
+    pub sender_id: String,
+    pub body: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Message> for MessageView {
+    fn from(m: v1::Message) -> Self {
+        Self {
+            created_at: to_datetime(m.created_at.as_ref()),
+            offset: m.offset,
+            id: m.id,
+            group_id: m.group_id,
+            sender_name: m.sender_name,
+            sender_id: m.sender_id,
+            body: m.body,
+        }
+    }
+}
+
+impl MessageView {
+    /// `#12 [14:03:22] alice: hello` (history, tail).
+    pub fn row(&self) -> String {
+        format!("#{} {}", self.offset, self.chat_line())
+    }
+
+    /// `[14:03:22] alice: hello` (the chat room).
+    pub fn chat_line(&self) -> String {
+        format!(
+            "[{}] {}: {}",
+            human_time(self.created_at),
+            self.sender_name,
+            self.body
+        )
+    }
+}
+
+/// Local time: `14:03:22` for today, `2024-05-01 14:03` otherwise.
+pub fn human_time(at: Option<DateTime<Utc>>) -> String {
+    let Some(at) = at else {
+        return "?".to_owned();
+    };
+    let local = at.with_timezone(&Local);
+    if local.date_naive() == Local::now().date_naive() {
+        local.format("%H:%M:%S").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M").to_string()
+    }
+}

@@ -1,0 +1,238 @@
+//! Signing in and out, the token store, refresh, errors, help and completions.
+
+use crate::helpers::{PASSWORD, TestServer, User};
+
+#[test]
+fn register_whoami_logout_login() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+
+    let out = alice.ok_with_stdin(
+        &[
+            "register",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Alice",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.contains("Registered and signed in as Alice <alice@example.com>"),
+        "{out}"
+    );
+
+    let out = alice.ok(&["whoami"]);
+    assert!(out.contains("Alice <alice@example.com>"), "{out}");
+    let me = alice.json(&["whoami"]);
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0]["user"]["email"], "alice@example.com");
+    assert_eq!(me[0]["user"]["provider"], "local");
+
+    let out = alice.ok(&["logout"]);
+    assert!(out.contains("Signed out Alice"), "{out}");
+    let err = alice.fails(&["whoami"], 2);
+    assert!(err.contains("not logged in"), "{err}");
+
+    let err = alice.run_with_stdin(
+        &["login", "--email", "alice@example.com", "--password-stdin"],
+        "wrong password\n",
+    );
+    assert_eq!(err.code, 2, "{err:#?}");
+
+    let out = alice.json_with_stdin(
+        &["login", "--email", "alice@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(out[0]["user"]["name"], "Alice");
+    assert!(alice.ok(&["whoami"]).contains("Alice"));
+}
+
+#[test]
+fn the_token_store_is_private_and_per_user() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let file = alice.config_dir().join("credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "credentials.json mode is {mode:o}");
+    }
+    // Another config dir is another person.
+    let bob = User::new(&server);
+    bob.fails(&["whoami"], 2);
+}
+
+#[test]
+fn an_expired_access_token_is_refreshed_transparently() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let file = alice.config_dir().join("credentials.json");
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+
+    // The server no longer accepts the stored access token: the CLI must trade the refresh
+    // token for a new session, save it, and carry on.
+    let mut broken = original.clone();
+    let session = broken["servers"][server.url()]["session"]
+        .as_object_mut()
+        .unwrap();
+    session.insert("access_token".into(), "no-longer-valid".into());
+    std::fs::write(&file, serde_json::to_string(&broken).unwrap()).unwrap();
+
+    let out = alice.ok(&["whoami"]);
+    assert!(out.contains("Alice"), "{out}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let saved = &saved["servers"][server.url()]["session"];
+    assert_ne!(saved["access_token"], "no-longer-valid");
+    assert_ne!(
+        saved["refresh_token"],
+        original["servers"][server.url()]["session"]["refresh_token"],
+        "the rotated refresh token is saved"
+    );
+
+    // With the refresh token gone too, the user is told to log in again.
+    let mut dead = saved.clone();
+    dead["access_token"] = "no-longer-valid".into();
+    dead["refresh_token"] = "also-invalid".into();
+    let mut file_value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    file_value["servers"][server.url()]["session"] = dead;
+    std::fs::write(&file, serde_json::to_string(&file_value).unwrap()).unwrap();
+    let err = alice.fails(&["group", "list"], 2);
+    assert!(err.contains("log in again"), "{err}");
+}
+
+#[test]
+fn registering_a_taken_email_or_a_bad_password_is_a_usage_error() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let again = User::new(&server);
+    let out = again.run_with_stdin(
+        &[
+            "register",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Other",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    let out = again.run_with_stdin(
+        &[
+            "register",
+            "--email",
+            "short@example.com",
+            "--name",
+            "Short",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.starts_with("error: "), "{out:#?}");
+}
+
+#[test]
+fn a_server_that_is_down_exits_4() {
+    let mut server = TestServer::start();
+    let url = server.url();
+    server.stop();
+    let alice = User::with_url(&url);
+    for args in [
+        &["whoami"][..],
+        &["group", "list"],
+        &["group", "show", "0190a7a4-6b5e-7000-8000-000000000000"],
+    ] {
+        let err = alice.fails(args, 4);
+        assert!(err.contains("cannot reach the QuickChat server"), "{err}");
+        assert!(err.contains(&url), "{err}");
+    }
+    let out = alice.run_with_stdin(
+        &[
+            "register",
+            "--email",
+            "a@example.com",
+            "--name",
+            "A",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(out.code, 4, "{out:#?}");
+}
+
+#[test]
+fn usage_errors_exit_1_and_every_command_has_help_with_an_example() {
+    let user = User::with_url("http://127.0.0.1:9");
+    assert_eq!(user.run(&["no-such-command"]).code, 1);
+    assert_eq!(
+        user.run(&["group", "update", "x"]).code,
+        1,
+        "needs --title or --passcode"
+    );
+    assert_eq!(user.run(&["login"]).code, 1, "needs --email or --id-token");
+
+    let commands: &[&[&str]] = &[
+        &[],
+        &["register"],
+        &["login"],
+        &["logout"],
+        &["whoami"],
+        &["group"],
+        &["group", "create"],
+        &["group", "list"],
+        &["group", "show"],
+        &["group", "update"],
+        &["group", "delete"],
+        &["group", "members"],
+        &["join"],
+        &["chat"],
+        &["send"],
+        &["tail"],
+        &["history"],
+        &["completions"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = user.run(&args);
+        assert_eq!(out.code, 0, "{args:?}: {out:#?}");
+        assert!(
+            out.stdout.contains("Example") && out.stdout.contains("quickchat "),
+            "`quickchat {}` shows an example: {}",
+            args.join(" "),
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn shell_completions() {
+    let user = User::with_url("http://127.0.0.1:9");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = user.ok(&["completions", shell]);
+        assert!(out.contains("quickchat"), "{shell}: {out}");
+        assert!(out.contains("group"), "{shell} completes subcommands");
+    }
+}
+
+#[test]
+fn id_token_sign_in_reports_what_the_server_says() {
+    // The embedded default has no OpenID Connect issuer configured.
+    let server = TestServer::start();
+    let user = User::new(&server);
+    let err = user.fails(&["login", "--id-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"], 1);
+    assert_eq!(
+        err.trim(),
+        "error: Sign-in with an ID token is not configured on this server."
+    );
+}

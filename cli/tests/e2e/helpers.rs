@@ -1,0 +1,427 @@
+//! A real server in the background and a `quickchat` user with their own config directory.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use quickchat_service::{Application, Settings};
+use serde_json::Value;
+
+/// Long enough for a slow CI machine, short enough that a hang fails the test.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A QuickChat server running on its own thread and runtime, like a separate process.
+pub struct TestServer {
+    port: u16,
+    data_dir: PathBuf,
+    _data: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A fresh server on a free port with an empty data directory.
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let data_dir = data.path().to_path_buf();
+        let (stop, thread, port) = run_server(0, &data_dir);
+        Self {
+            port,
+            data_dir,
+            _data: data,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Shuts the server down (open streams end) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (stop, thread, port) = run_server(self.port, &self.data_dir);
+        assert_eq!(port, self.port);
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_server(
+    port: u16,
+    data_dir: &Path,
+) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>, u16) {
+    let settings = Settings {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        ..Settings::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (port_tx, port_rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            // The port of a stopped server can take a moment to be free again.
+            let deadline = Instant::now() + WAIT;
+            let app = loop {
+                match Application::build(settings.clone()).await {
+                    Ok(app) => break app,
+                    Err(err) if Instant::now() < deadline => {
+                        let _ = err;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(err) => panic!("server does not start: {err:#}"),
+                }
+            };
+            port_tx.send(app.port()).unwrap();
+            let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(app.run_until_stopped(async {
+                let _ = graceful_rx.await;
+            }));
+            let _ = stop_rx.await;
+            let _ = graceful_tx.send(());
+            // A server that does not drain in time is cut off, like a killed process.
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    });
+    let port = port_rx.recv_timeout(WAIT).expect("server reports its port");
+    (stop_tx, thread, port)
+}
+
+/// Someone at a terminal: the `quickchat` binary with their own config directory.
+pub struct User {
+    server: String,
+    config: tempfile::TempDir,
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The stdout lines parsed as JSON (each must parse).
+    pub fn json(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line:?}"))
+            })
+            .collect()
+    }
+}
+
+impl User {
+    pub fn new(server: &TestServer) -> Self {
+        Self::with_url(&server.url())
+    }
+
+    pub fn with_url(url: &str) -> Self {
+        Self {
+            server: url.to_owned(),
+            config: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.config.path()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quickchat"));
+        command
+            .arg("--server")
+            .arg(&self.server)
+            .arg("--config-dir")
+            .arg(self.config.path())
+            .env_remove("QUICKCHAT_SERVER")
+            .env_remove("QUICKCHAT_CONFIG_DIR");
+        command
+    }
+
+    /// Runs `quickchat ARGS` with `stdin` and waits for it.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Outcome {
+        let output = assert_cmd::Command::from_std(self.command())
+            .args(args)
+            .write_stdin(stdin.to_owned())
+            .timeout(WAIT)
+            .output()
+            .expect("quickchat runs");
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stdin(args, "")
+    }
+
+    pub fn ok_with_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let outcome = self.run_with_stdin(args, stdin);
+        assert_eq!(
+            outcome.code,
+            0,
+            "`quickchat {}` failed: {outcome:#?}",
+            args.join(" ")
+        );
+        outcome.stdout
+    }
+
+    /// Runs a command with `--json` that must succeed; returns its JSON lines.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let outcome = self.run(&with_json);
+        assert_eq!(
+            outcome.code,
+            0,
+            "`quickchat {}` failed: {outcome:#?}",
+            with_json.join(" ")
+        );
+        outcome.json()
+    }
+
+    pub fn json_with_stdin(&self, args: &[&str], stdin: &str) -> Vec<Value> {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let outcome = self.run_with_stdin(&with_json, stdin);
+        assert_eq!(
+            outcome.code,
+            0,
+            "`quickchat {}` failed: {outcome:#?}",
+            with_json.join(" ")
+        );
+        outcome.json()
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let outcome = self.run(args);
+        assert_eq!(
+            outcome.code,
+            code,
+            "`quickchat {}` should exit {code}: {outcome:#?}",
+            args.join(" ")
+        );
+        assert!(
+            outcome.stderr.starts_with("error: ") && outcome.stderr.trim_end().lines().count() == 1,
+            "errors are one line on stderr: {:?}",
+            outcome.stderr
+        );
+        assert!(
+            !outcome.stderr.contains("Status {") && !outcome.stderr.contains("code:"),
+            "no status dumps: {:?}",
+            outcome.stderr
+        );
+        outcome.stderr
+    }
+
+    pub fn register(&self, email: &str, name: &str) {
+        self.ok_with_stdin(
+            &[
+                "register",
+                "--email",
+                email,
+                "--name",
+                name,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+    }
+
+    /// Creates a group (must be signed in); returns its id and share link.
+    pub fn create_group(&self, title: &str, passcode: &str) -> (String, String) {
+        let out = self.json(&["group", "create", "--title", title, "--passcode", passcode]);
+        let id = out[0]["id"].as_str().unwrap().to_owned();
+        let link = out[0]["share_link"].as_str().unwrap().to_owned();
+        (id, link)
+    }
+
+    pub fn join(&self, group: &str, name: &str, passcode: &str) {
+        self.ok_with_stdin(
+            &["join", group, "--name", name, "--passcode-stdin"],
+            &format!("{passcode}\n"),
+        );
+    }
+
+    /// Starts a long-running command (`chat`, `tail --follow`) with piped stdio.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("quickchat starts");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let out_tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_tx.send(Line::Out(line));
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(Line::Err(line));
+            }
+        });
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            read_upto: 0,
+        }
+    }
+}
+
+enum Line {
+    Out(String),
+    Err(String),
+}
+
+/// A running `quickchat` process whose output is read line by line.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Line>,
+    /// Every stdout line so far.
+    pub stdout: Vec<String>,
+    /// Every stderr line so far.
+    pub stderr: Vec<String>,
+    /// stdout lines before this index were already matched by `expect`.
+    read_upto: usize,
+}
+
+impl Running {
+    fn pump(&mut self, until: Instant) -> bool {
+        let left = until.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(Line::Out(line)) => {
+                self.stdout.push(line);
+                true
+            }
+            Ok(Line::Err(line)) => {
+                self.stderr.push(line);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits for the next stdout line (after the last matched one) that contains `text`.
+    pub fn expect(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = self.stdout[self.read_upto..]
+                .iter()
+                .position(|l| l.contains(text))
+            {
+                let index = self.read_upto + i;
+                self.read_upto = index + 1;
+                return self.stdout[index].clone();
+            }
+            if !self.pump(deadline) {
+                panic!(
+                    "no stdout line containing {text:?} within {WAIT:?}\nstdout: {:#?}\nstderr: {:#?}",
+                    self.stdout, self.stderr
+                );
+            }
+        }
+    }
+
+    /// Waits until each of `texts` appeared on stdout (after the last matched line), in any
+    /// order.
+    pub fn expect_unordered(&mut self, texts: &[&str]) {
+        let start = self.read_upto;
+        let mut last = start;
+        for text in texts {
+            self.read_upto = start;
+            self.expect(text);
+            last = last.max(self.read_upto);
+        }
+        self.read_upto = last;
+    }
+
+    pub fn write_line(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{text}").expect("write to quickchat");
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin (Ctrl-D) and waits for the process to end; returns its status.
+    pub fn finish(&mut self) -> ExitStatus {
+        self.stdin.take();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Collect the last lines.
+                while self.pump(Instant::now() + Duration::from_millis(200)) {}
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "quickchat did not exit after stdin closed\nstdout: {:#?}\nstderr: {:#?}",
+                    self.stdout, self.stderr
+                );
+            }
+            self.pump(Instant::now() + Duration::from_millis(50));
+        }
+    }
+
+    /// Every stdout line containing `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.stdout.iter().filter(|l| l.contains(text)).count()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
