@@ -136,6 +136,46 @@ async fn ten_concurrent_senders_are_seen_in_one_gapless_order() {
 }
 
 #[tokio::test]
+async fn a_senders_acks_arrive_in_room_order_among_the_others_messages() {
+    let app = spawn_app().await;
+    let room = room(&app).await;
+    let mut clients = Vec::new();
+    for token in [&room.ann, &room.bob, &room.owner.access_token] {
+        clients.push(
+            ChatClient::open(&app, token, &room.group.id, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            tokio::spawn(async move {
+                for n in 0..15 {
+                    client.send(&format!("{i}-{n}"), "interleaved").await;
+                }
+                // Everyone, senders included, sees offsets 1..=45 in order: their own
+                // messages as acks, the others' as messages.
+                let mut seen = Vec::new();
+                while seen.len() < 45 {
+                    match client.next().await {
+                        Event::Ack(ack) => seen.push(ack.message.unwrap().offset),
+                        Event::Message(m) => seen.push(m.offset),
+                        Event::SendRejected(r) => panic!("rejected: {r:?}"),
+                        _ => {}
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (1..=45).collect::<Vec<u64>>());
+    }
+}
+
+#[tokio::test]
 async fn a_retried_send_returns_the_original_message() {
     let app = spawn_app().await;
     let room = room(&app).await;

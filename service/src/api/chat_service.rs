@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{SharedState, parse_id, timestamp};
 use crate::chat::outbound::{self, EventStream, Outgoing};
-use crate::chat::{ChatHub, OwnSends};
+use crate::chat::{ChatHub, PendingSends};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
 use crate::room::{ChatMessage, Participant, Position};
@@ -160,18 +160,16 @@ impl ChatService for ChatApi {
 
         let (out, stream) =
             outbound::channel::<v1::ChatResponse>(self.state.chat_settings.outbound_capacity);
-        let own_sends = OwnSends::default();
+        let pending = PendingSends::default();
         hub.open(
             who.clone(),
             group_id,
             since(join.since),
             out.clone(),
-            Some(own_sends.clone()),
+            Some(pending.clone()),
         )
         .await?;
-        tokio::spawn(handle_requests(
-            hub, who, group_id, requests, out, own_sends,
-        ));
+        tokio::spawn(handle_requests(hub, who, group_id, requests, out, pending));
         Ok(Response::new(Box::pin(stream) as Self::ChatStream))
     }
 
@@ -203,7 +201,8 @@ impl ChatService for ChatApi {
         let (message, _) = self
             .hub()
             .send(&who, group_id, &req.client_message_id, &req.body)
-            .await?;
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(v1::SendMessageResponse {
             message: Some(message_to_proto(&message)),
         }))
@@ -263,7 +262,7 @@ async fn handle_requests(
     group_id: Uuid,
     mut requests: Streaming<v1::ChatRequest>,
     out: outbound::Outbound,
-    own_sends: OwnSends,
+    pending: PendingSends,
 ) {
     use v1::chat_request::Kind;
     loop {
@@ -295,43 +294,15 @@ async fn handle_requests(
                 }
             },
             Kind::Send(send) => {
-                // Without a client id the server picks one, so the pump can recognise the echo.
-                let client_message_id = if send.client_message_id.is_empty() {
-                    Uuid::new_v4().to_string()
-                } else {
-                    send.client_message_id
-                };
-                own_sends
-                    .lock()
-                    .expect("own sends lock poisoned")
-                    .insert(client_message_id.clone());
-                match hub
-                    .send(&who, group_id, &client_message_id, &send.body)
-                    .await
-                {
-                    Ok((message, is_new)) => {
-                        if !is_new {
-                            own_sends
-                                .lock()
-                                .expect("own sends lock poisoned")
-                                .remove(&client_message_id);
-                        }
-                        out.push(Outgoing::Ack {
-                            client_message_id,
-                            message,
-                        })
-                    }
-                    Err(err) => {
-                        own_sends
-                            .lock()
-                            .expect("own sends lock poisoned")
-                            .remove(&client_message_id);
-                        out.push(Outgoing::SendRejected {
-                            client_message_id,
-                            status: err.into(),
-                        })
-                    }
-                }
+                hub.send_on_stream(
+                    &who,
+                    group_id,
+                    send.client_message_id,
+                    &send.body,
+                    &pending,
+                    &out,
+                )
+                .await
             }
         };
         if pushed.is_err() {

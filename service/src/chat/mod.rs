@@ -6,11 +6,12 @@
 
 pub mod outbound;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use uuid::Uuid;
@@ -54,9 +55,56 @@ impl Default for ChatSettings {
     }
 }
 
-/// Client message ids of sends on one `Chat` stream that are not yet acknowledged: the pump
-/// skips those messages, because the sender gets them as acks instead.
-pub type OwnSends = Arc<Mutex<HashSet<String>>>;
+/// Sends on one `Chat` stream that have been published but not yet answered. The sender
+/// gets an `ack` (or `send_rejected`) instead of the `message` event, at the place the
+/// message holds in the room's order: when the pump reaches such a message it waits for the
+/// send's answer and delivers that instead.
+#[derive(Clone, Default)]
+pub struct PendingSends(Arc<Mutex<HashMap<String, oneshot::Receiver<Outgoing>>>>);
+
+impl PendingSends {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Receiver<Outgoing>>> {
+        self.0.lock().expect("pending sends lock poisoned")
+    }
+
+    /// Registers a send; `None` if one with this id is already pending.
+    fn register(&self, client_message_id: &str) -> Option<oneshot::Sender<Outgoing>> {
+        let mut map = self.map();
+        if map.contains_key(client_message_id) {
+            return None;
+        }
+        let (answer, rx) = oneshot::channel();
+        map.insert(client_message_id.to_owned(), rx);
+        Some(answer)
+    }
+
+    fn take(&self, client_message_id: &str) -> Option<oneshot::Receiver<Outgoing>> {
+        self.map().remove(client_message_id)
+    }
+}
+
+/// A send that failed, and whether its message had already reached the room (only its
+/// durability failed) — then the failure is reported where the message stands in order.
+#[derive(Debug)]
+pub struct SendFailure {
+    pub error: ApiError,
+    pub published: bool,
+}
+
+impl From<ApiError> for SendFailure {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            published: false,
+        }
+    }
+}
+
+impl From<SendFailure> for ApiError {
+    fn from(failure: SendFailure) -> Self {
+        failure.error
+    }
+}
 
 pub struct ChatHub {
     store: Store,
@@ -145,21 +193,21 @@ impl ChatHub {
         group_id: Uuid,
         client_message_id: &str,
         body: &str,
-    ) -> Result<(Arc<ChatMessage>, bool), ApiError> {
+    ) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
         if client_message_id.chars().count() > MAX_CLIENT_MESSAGE_ID {
-            return Err(ApiError::invalid(FieldViolation::new(
+            return Err(SendFailure::from(ApiError::invalid(FieldViolation::new(
                 "client_message_id",
                 format!(
                     "client_message_id must be at most {MAX_CLIENT_MESSAGE_ID} characters long."
                 ),
-            )));
+            ))));
         }
         let body = MessageBody::parse(body).map_err(ApiError::invalid)?;
         if !self.send_limits.try_acquire(&(group_id, who.id)) {
-            return Err(ApiError::ResourceExhausted(format!(
+            return Err(SendFailure::from(ApiError::ResourceExhausted(format!(
                 "Sending too fast: at most {} messages per second.",
                 self.settings.send_rate
-            )));
+            ))));
         }
         let draft = MessageDraft {
             id: Uuid::now_v7(),
@@ -183,16 +231,71 @@ impl ChatHub {
             Ok(Ok(())) => Ok((message, is_new)),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, message_id = %message.id, "message not durable");
-                Err(ApiError::Unavailable(
-                    "The message could not be stored; send it again.".into(),
-                ))
+                Err(SendFailure {
+                    error: ApiError::Unavailable(
+                        "The message could not be stored; send it again.".into(),
+                    ),
+                    published: is_new,
+                })
             }
             Err(_) => {
                 tracing::warn!(message_id = %message.id, "message log timed out");
-                Err(ApiError::Unavailable(
-                    "The message could not be stored in time; send it again.".into(),
-                ))
+                Err(SendFailure {
+                    error: ApiError::Unavailable(
+                        "The message could not be stored in time; send it again.".into(),
+                    ),
+                    published: is_new,
+                })
             }
+        }
+    }
+
+    /// Sends on a `Chat` stream: the answer (ack or rejection) goes to `out`, in the room's
+    /// order when the message was published (see [`PendingSends`]). Without a client id the
+    /// server picks one, so that the pump can recognise the message.
+    pub async fn send_on_stream(
+        &self,
+        who: &Participant,
+        group_id: Uuid,
+        client_message_id: String,
+        body: &str,
+        pending: &PendingSends,
+        out: &Outbound,
+    ) -> Result<(), Gone> {
+        let client_message_id = if client_message_id.is_empty() {
+            Uuid::new_v4().to_string()
+        } else {
+            client_message_id
+        };
+        let answer = pending.register(&client_message_id);
+        let result = self.send(who, group_id, &client_message_id, body).await;
+        let (event, in_order) = match result {
+            Ok((message, is_new)) => (
+                Outgoing::Ack {
+                    client_message_id: client_message_id.clone(),
+                    message,
+                },
+                is_new,
+            ),
+            Err(failure) => (
+                Outgoing::SendRejected {
+                    client_message_id: client_message_id.clone(),
+                    status: failure.error.into(),
+                },
+                failure.published,
+            ),
+        };
+        match answer {
+            Some(answer) if in_order => {
+                // The pump delivers it when it reaches the message (or has already taken it).
+                let _ = answer.send(event);
+                Ok(())
+            }
+            Some(_) => {
+                pending.take(&client_message_id);
+                out.push(event)
+            }
+            None => out.push(event),
         }
     }
 
@@ -224,7 +327,7 @@ impl ChatHub {
         group_id: Uuid,
         since: Option<Position>,
         out: Outbound,
-        own_sends: Option<OwnSends>,
+        pending: Option<PendingSends>,
     ) -> Result<(), ApiError> {
         let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
         // After the backlog the client has everything up to the subscription's head; live
@@ -269,7 +372,7 @@ impl ChatHub {
                 group_id,
                 who: who.clone(),
                 out,
-                own_sends,
+                pending,
                 last,
             };
             pump.run(joined, backlog, subscription).await;
@@ -337,7 +440,7 @@ struct Pump {
     group_id: Uuid,
     who: Participant,
     out: Outbound,
-    own_sends: Option<OwnSends>,
+    pending: Option<PendingSends>,
     /// Offset of the last message this client has (or was told it has).
     last: u64,
 }
@@ -424,7 +527,7 @@ impl Pump {
             {
                 Ok(Some(missing)) => {
                     for m in missing {
-                        self.forward(m)?;
+                        self.forward(m).await?;
                     }
                 }
                 _ => {
@@ -435,20 +538,31 @@ impl Pump {
                 }
             }
         }
-        self.forward(message)
+        self.forward(message).await
     }
 
-    fn forward(&mut self, message: Arc<ChatMessage>) -> Result<(), Gone> {
+    /// Delivers the next message in order. A message this stream sent is answered with its
+    /// ack (or rejection) instead, once the send has its answer.
+    async fn forward(&mut self, message: Arc<ChatMessage>) -> Result<(), Gone> {
         self.last = message.offset;
-        if message.sender_id == self.who.id
-            && let Some(own) = &self.own_sends
-            && own
-                .lock()
-                .expect("own sends lock poisoned")
-                .remove(&message.client_message_id)
-        {
-            return Ok(());
+        let answer = match &self.pending {
+            Some(pending) if message.sender_id == self.who.id => {
+                pending.take(&message.client_message_id)
+            }
+            _ => None,
+        };
+        let Some(answer) = answer else {
+            return self.out.push(Outgoing::Message(message));
+        };
+        tokio::select! {
+            answer = answer => match answer {
+                Ok(event) => self.out.push(event),
+                // The request handler is gone: so is the client.
+                Err(_) => Err(Gone::Closed),
+            },
+            _ = self.out.closed() => Err(Gone::Closed),
+            // The run loop ends the stream.
+            _ = self.hub.shutdown.cancelled() => Ok(()),
         }
-        self.out.push(Outgoing::Message(message))
     }
 }
