@@ -251,11 +251,6 @@ impl Tracker {
         self.last_offset
     }
 
-    /// True when `offset` was accepted before.
-    pub fn has_seen(&self, offset: u64) -> bool {
-        offset <= self.floor || self.seen.contains(&offset)
-    }
-
     /// True the first time an offset is offered.
     pub fn accept(&mut self, offset: u64) -> bool {
         if offset <= self.floor || !self.seen.insert(offset) {

@@ -6,8 +6,17 @@
 //! half holds the `Chat` stream: it prints history, presence, typing and messages, sends
 //! each line with an idempotency key, and when the stream breaks it reconnects with backoff,
 //! resumes from the last offset seen, and resends whatever was not acknowledged yet.
+//!
+//! The stream brings the room's messages in offset order: others' messages as `message`
+//! events, and each of our own sends answered by its `ack` (or `send_rejected`, if it reached
+//! the room but could not be stored) at the place the message holds in that order. So a
+//! message is printed as soon as it arrives. What can arrive twice is a message we already
+//! have when catching up after a reconnect: reloaded history overlapping the new stream, or
+//! a resent line whose first send was stored, which comes back both replayed and as the ack
+//! of the resend (answered at once, as the message is not new). Messages are therefore shown
+//! at most once per offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::pin::pin;
 use std::time::{Duration, Instant};
@@ -30,9 +39,6 @@ const HISTORY: u32 = 20;
 const TYPING_SEND_INTERVAL: Duration = Duration::from_secs(2);
 /// Someone's typing notice is shown at most once per this interval.
 const TYPING_SHOW_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a message waits for an earlier one (usually the ack of our own send) before it
-/// is shown anyway.
-const HOLD_FOR_ORDER: Duration = Duration::from_secs(2);
 /// How long leaving waits for sends to be acknowledged.
 const LEAVE_GRACE: Duration = Duration::from_secs(5);
 
@@ -197,49 +203,20 @@ struct Room {
     pending: Vec<(String, String)>,
     typing_shown: HashMap<String, Instant>,
     screen: Screen,
-    /// Every offset up to this one was shown (or was before the history we loaded).
-    contiguous: u64,
-    /// Messages that arrived ahead of an earlier offset, shown once the gap fills.
-    held: BTreeMap<u64, v1::Message>,
-    held_since: Option<tokio::time::Instant>,
 }
 
 impl Room {
-    /// Shows a message once, in offset order. A message that arrives ahead of an earlier one
-    /// waits while our own sends are unacknowledged (the ack may carry the missing offset),
-    /// at most [`HOLD_FOR_ORDER`], so both sides of a conversation see the same order.
+    /// Shows a message unless its offset was shown already. Our own message confirms the
+    /// send with its client message id however it arrives (ack, replay or reloaded history
+    /// after a reconnect), so that line is not resent.
     fn show_message(&mut self, message: v1::Message) {
         self.pending.retain(|(id, _)| {
             message.client_message_id.is_empty() || *id != message.client_message_id
         });
-        let offset = message.offset;
-        if self.tracker.has_seen(offset) || self.held.contains_key(&offset) {
-            return;
-        }
-        self.held.insert(offset, message);
-        self.held_since
-            .get_or_insert_with(tokio::time::Instant::now);
-        self.flush(false);
-    }
-
-    /// Shows held messages that are next in order (all of them when `force`, or when no own
-    /// send could fill a gap).
-    fn flush(&mut self, force: bool) {
-        while let Some(entry) = self.held.first_entry() {
-            let offset = *entry.key();
-            if !(force || offset <= self.contiguous + 1 || self.pending.is_empty()) {
-                break;
-            }
-            let message = entry.remove();
-            self.contiguous = self.contiguous.max(offset);
-            if self.tracker.accept(offset) {
-                let view = MessageView::from(message);
-                let line = view.chat_line();
-                self.screen.show(ChatEvent::Message(view), line);
-            }
-        }
-        if self.held.is_empty() {
-            self.held_since = None;
+        if self.tracker.accept(message.offset) {
+            let view = MessageView::from(message);
+            let line = view.chat_line();
+            self.screen.show(ChatEvent::Message(view), line);
         }
     }
 
@@ -270,7 +247,6 @@ impl Room {
                     .unwrap_or_default();
                 self.pending
                     .retain(|(id, _)| *id != rejected.client_message_id);
-                self.flush(false);
                 let text = format!("not sent ({}): {body}", rejected.message);
                 self.notice(
                     ChatEvent::Rejected {
@@ -316,7 +292,6 @@ impl Room {
     }
 
     fn show_resume(&mut self, resume: Resume) {
-        let restarted = matches!(resume, Resume::Restarted(_));
         match resume {
             Resume::Recovered => self.notice(
                 ChatEvent::Reconnected {
@@ -326,11 +301,6 @@ impl Room {
                 "reconnected; nothing was missed".into(),
             ),
             Resume::Reloaded(missed) | Resume::Restarted(missed) => {
-                if restarted {
-                    self.contiguous = missed.first().map_or(0, |m| m.offset.saturating_sub(1));
-                    self.held.clear();
-                    self.held_since = None;
-                }
                 self.notice(
                     ChatEvent::Reconnected {
                         recovered: false,
@@ -393,9 +363,6 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         pending: Vec::new(),
         typing_shown: HashMap::new(),
         screen,
-        contiguous: 0,
-        held: BTreeMap::new(),
-        held_since: None,
     };
     room.tracker.set_epoch(&connection.joined.epoch);
 
@@ -443,7 +410,6 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
     for message in history {
         room.show_message(message);
     }
-    room.contiguous = connection.joined.offset;
 
     let mut ctrl_c = pin!(tokio::signal::ctrl_c());
     let mut last_typing: Option<Instant> = None;
@@ -501,9 +467,6 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                 },
                 _ = tokio::time::sleep_until(leave_deadline.unwrap_or_else(tokio::time::Instant::now)), if leave_deadline.is_some() => {
                     break Phase::Leave;
-                }
-                _ = tokio::time::sleep_until(room.held_since.map_or_else(tokio::time::Instant::now, |at| at + HOLD_FOR_ORDER)), if room.held_since.is_some() => {
-                    room.flush(true);
                 }
                 _ = &mut ctrl_c => break Phase::Leave,
             }

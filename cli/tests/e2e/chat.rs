@@ -1,9 +1,12 @@
 //! The room: `send`, `tail --follow`, `history`, and the interactive `chat` (driven through
-//! piped stdin), including a server restart in the middle of a conversation.
+//! piped stdin), including a server restart and a dropped connection in the middle of a
+//! conversation.
+
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestServer, User};
+use crate::helpers::{Proxy, TestServer, User, WAIT};
 
 const UNKNOWN: &str = "0190a7a4-6b5e-7000-8000-000000000000";
 
@@ -217,5 +220,60 @@ fn tail_follow_keeps_going_across_a_server_restart() {
         tail.stdout.iter().all(|l| l.starts_with('#')),
         "{:#?}",
         tail.stdout
+    );
+}
+
+#[test]
+fn chat_shows_a_resent_line_once_when_its_first_send_was_stored() {
+    let server = TestServer::start();
+    let proxy = Proxy::start(&server);
+    // Alice talks to the server through the proxy; Bob directly.
+    let alice = User::with_url(&proxy.url());
+    alice.register("alice@example.com", "Alice");
+    let (id, link) = alice.create_group("Book club", "s3cret");
+    let bob = User::new(&server);
+    bob.join(&link, "Bob", "s3cret");
+    bob.ok(&["send", &id, "before the gap"]);
+
+    let mut a = alice.spawn(&["chat", &id]);
+    a.expect("Bob: before the gap");
+
+    // Alice's line reaches the room, but its ack never reaches her.
+    proxy.hold_replies();
+    a.write_line("did this arrive?");
+    let deadline = Instant::now() + WAIT;
+    while !bodies(&bob.json(&["history", &id])).contains(&"did this arrive?") {
+        assert!(Instant::now() < deadline, "the line was not stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The connection breaks; the server keeps running, so the stream is resumed: it replays
+    // the stored line, and the chat resends it (not acknowledged), which is answered with an
+    // ack of the same message.
+    proxy.cut();
+    a.expect("connection lost; reconnecting");
+    a.expect("reconnected; nothing was missed");
+    a.expect("Alice: did this arrive?");
+    // The resend went out before this line, and the server answers a stream's sends one
+    // after another: once this line shows, the resend's ack has been handled too.
+    a.write_line("after the gap");
+    a.expect("Alice: after the gap");
+    assert!(a.finish().success(), "stderr: {:#?}", a.stderr);
+
+    assert_eq!(
+        a.count("Alice: did this arrive?"),
+        1,
+        "shown once: {:#?}",
+        a.stdout
+    );
+    assert!(
+        a.stdout.last().unwrap().contains("you left the room") && a.count("not confirmed") == 0,
+        "{:#?}",
+        a.stdout
+    );
+    assert_eq!(
+        bodies(&bob.json(&["history", &id])),
+        ["before the gap", "did this arrive?", "after the gap"],
+        "stored once"
     );
 }

@@ -1,9 +1,11 @@
 //! A real server in the background and a `quickchat` user with their own config directory.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -113,6 +115,110 @@ fn run_server(
     });
     let port = port_rx.recv_timeout(WAIT).expect("server reports its port");
     (stop_tx, thread, port)
+}
+
+/// A TCP proxy in front of a server, so that a test can break a client's connection while
+/// the server keeps running (a restart would change the room's epoch).
+pub struct Proxy {
+    port: u16,
+    links: Arc<Mutex<Vec<Link>>>,
+}
+
+/// One proxied connection.
+struct Link {
+    client: TcpStream,
+    server: TcpStream,
+    state: Arc<AtomicU8>,
+}
+
+const FLOWING: u8 = 0;
+/// Bytes from the server are held back (the client hears nothing more).
+const HELD: u8 = 1;
+const CUT: u8 = 2;
+
+impl Proxy {
+    /// A proxy on a free port that forwards every connection to `server`.
+    pub fn start(server: &TestServer) -> Self {
+        let target = format!("127.0.0.1:{}", server.port);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy binds");
+        let port = listener.local_addr().unwrap().port();
+        let links: Arc<Mutex<Vec<Link>>> = Arc::default();
+        let accepted = links.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let state = Arc::new(AtomicU8::new(FLOWING));
+                let (Ok(client_reader), Ok(client_writer), Ok(server_reader), Ok(server_writer)) = (
+                    client.try_clone(),
+                    client.try_clone(),
+                    server.try_clone(),
+                    server.try_clone(),
+                ) else {
+                    continue;
+                };
+                std::thread::spawn(move || forward(client_reader, server_writer, None));
+                let held = state.clone();
+                std::thread::spawn(move || forward(server_reader, client_writer, Some(held)));
+                accepted.lock().unwrap().push(Link {
+                    client,
+                    server,
+                    state,
+                });
+            }
+        });
+        Self { port, links }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, nothing the server sends on the open connections reaches their clients
+    /// (what clients send still reaches the server).
+    pub fn hold_replies(&self) {
+        for link in self.links.lock().unwrap().iter() {
+            link.state.store(HELD, Ordering::SeqCst);
+        }
+    }
+
+    /// Breaks every open connection, dropping whatever was held back; new connections are
+    /// forwarded as before.
+    pub fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.state.store(CUT, Ordering::SeqCst);
+            let _ = link.client.shutdown(Shutdown::Both);
+            let _ = link.server.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either side closes; with `held`, waits (keeping what it
+/// read) while the link is held, and drops it when the link is cut.
+fn forward(mut from: TcpStream, mut to: TcpStream, held: Option<Arc<AtomicU8>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(state) = &held {
+            while state.load(Ordering::SeqCst) == HELD {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if state.load(Ordering::SeqCst) == CUT {
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Someone at a terminal: the `quickchat` binary with their own config directory.

@@ -291,10 +291,17 @@ impl ChatHub {
                 let _ = answer.send(event);
                 Ok(())
             }
-            Some(_) => {
-                pending.take(&client_message_id);
-                out.push(event)
-            }
+            // No new message will come for it (a duplicate, or refused before it reached
+            // the room): answer now — unless the pump already took this send's slot because
+            // the original message (sent earlier with the same id, e.g. before a reconnect)
+            // reached it; then the pump answers in its place.
+            Some(answer) => match pending.take(&client_message_id) {
+                Some(_) => out.push(event),
+                None => {
+                    let _ = answer.send(event);
+                    Ok(())
+                }
+            },
             None => out.push(event),
         }
     }
@@ -489,6 +496,12 @@ impl Pump {
                     ));
                     return;
                 }
+                Some(Ok(RoomEvent::Reset)) => {
+                    self.out.end(Status::aborted(
+                        "the room was reset; rejoin and reload history",
+                    ));
+                    return;
+                }
                 Some(Ok(RoomEvent::Closed)) => {
                     self.out.end(Status::not_found("The group was deleted."));
                     return;
@@ -557,8 +570,8 @@ impl Pump {
         tokio::select! {
             answer = answer => match answer {
                 Ok(event) => self.out.push(event),
-                // The request handler is gone: so is the client.
-                Err(_) => Err(Gone::Closed),
+                // No answer will come (the request handler is gone): show the message as is.
+                Err(_) => self.out.push(Outgoing::Message(message)),
             },
             _ = self.out.closed() => Err(Gone::Closed),
             // The run loop ends the stream.

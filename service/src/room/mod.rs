@@ -64,6 +64,10 @@ pub enum RoomEvent {
     MemberLeft(Participant),
     /// The group was deleted: every stream of the room ends.
     Closed,
+    /// The relay lost the room's state and started a new epoch: offsets before and after
+    /// are not comparable, so every stream ends and clients rejoin (and learn that
+    /// recovery is impossible) instead of silently missing messages.
+    Reset,
 }
 
 /// Where a client is in a room's sequence: offsets are only comparable within one epoch.
