@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests and the end-to-end suites, first on the embedded
-# default (SQLite), then again on PostgreSQL (a fresh database per test).
+# Runs the whole test suite:
+#   1. every crate's tests: unit tests and conformance suites (relay, log), the API suite on
+#      the embedded default (SQLite), the CLI end to end, and the multi-node cluster suite
+#      (PostgreSQL + Redis + a Kafka-protocol broker);
+#   2. the API suite again on PostgreSQL (a fresh database per test).
+# Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
+# Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
+# (scripts/kafka.sh).
 #
-#   scripts/test.sh            # everything
-#   scripts/test.sh -E 'test(/groups/)'   # extra arguments go to cargo nextest
+#   scripts/test.sh                          # everything
+#   scripts/test.sh -E 'test(/groups/)'      # extra arguments go to cargo nextest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +18,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-echo "== tests on the embedded default (SQLite)" >&2
-env -u QUICKCHAT_TEST_DATABASE_URL cargo nextest run --workspace --no-tests=warn "$@"
+eval "$(scripts/services.sh)"
+QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
+export QUICKCHAT_TEST_KAFKA_BROKERS
+echo "== services: $QUICKCHAT_TEST_DATABASE_URL, $QUICKCHAT_TEST_REDIS_URL, kafka at $QUICKCHAT_TEST_KAFKA_BROKERS" >&2
 
-database_url="$(scripts/services.sh)"
-echo "== end-to-end tests on PostgreSQL ($database_url)" >&2
-QUICKCHAT_TEST_DATABASE_URL="$database_url" \
-  cargo nextest run -p quickchat-integration-tests --no-tests=warn "$@"
+echo "== all tests (API suite on the embedded default, SQLite)" >&2
+QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace --no-tests=warn "$@"
+
+echo "== API suite on PostgreSQL" >&2
+QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -E 'binary(api)' --no-tests=warn "$@"

@@ -1,34 +1,32 @@
-//! `quickchat-server`: parse flags, set up logging, build the server, run it until SIGINT or
-//! SIGTERM.
+//! `quickchat-server`: parse flags, set up logging, build the server (or, with `persister`,
+//! only the persister), run it until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use quickchat_service::settings::ServerArgs;
+use quickchat_service::settings::{ServerCli, ServerCommand};
+use quickchat_service::startup::run_persister;
 use quickchat_service::{Application, Settings, telemetry};
-
-/// The QuickChat server. With no flags it runs on its own: SQLite under ./quickchat-data and
-/// gRPC + gRPC-web on 127.0.0.1:50051.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    server: ServerArgs,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = ServerCli::parse();
     telemetry::init();
-    let app = match Application::build(Settings::from(cli.server)).await {
-        Ok(app) => app,
-        Err(err) => {
-            eprintln!("quickchat-server: {err:#}");
-            return ExitCode::from(2);
-        }
+    let settings = Settings::from(cli.server);
+    let result = match cli.command {
+        Some(ServerCommand::Persister) => run_persister(settings, shutdown_signal()).await,
+        None => match Application::build(settings).await {
+            Ok(app) => {
+                println!("{}", app.description());
+                app.run_until_stopped(shutdown_signal()).await
+            }
+            Err(err) => {
+                eprintln!("quickchat-server: {err:#}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    println!("{}", app.description());
-    match app.run_until_stopped(shutdown_signal()).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("quickchat-server: {err:#}");

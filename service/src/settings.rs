@@ -43,6 +43,44 @@ pub struct Settings {
     pub log_capacity: usize,
     /// Most messages the persister writes in one statement.
     pub persist_batch: usize,
+    /// Distributed mode: Redis relay and Kafka log details.
+    pub cluster: ClusterSettings,
+    /// Run the persister in this process (with Kafka it can also run alone, as
+    /// `quickchat-server persister`).
+    pub persister_enabled: bool,
+}
+
+/// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    /// Kafka topic every message is produced to, keyed by group id.
+    pub kafka_topic: String,
+    /// Partitions of the topic when the server creates it.
+    pub kafka_partitions: i32,
+    /// Consumer group of the persisters.
+    pub kafka_consumer_group: String,
+    /// librdkafka `session.timeout.ms` of the persister's consumer.
+    pub kafka_session_timeout_ms: u32,
+    /// librdkafka `heartbeat.interval.ms` of the persister's consumer.
+    pub kafka_heartbeat_interval_ms: u32,
+    /// Longest a send waits for Kafka to confirm (librdkafka `message.timeout.ms`).
+    pub kafka_produce_timeout_ms: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            redis_key_prefix: "quickchat".into(),
+            kafka_topic: "quickchat.messages".into(),
+            kafka_partitions: 6,
+            kafka_consumer_group: "quickchat-persister".into(),
+            kafka_session_timeout_ms: 45_000,
+            kafka_heartbeat_interval_ms: 3_000,
+            kafka_produce_timeout_ms: 5_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,8 +116,29 @@ impl Default for Settings {
             room_feed_capacity: 4096,
             log_capacity: 10_000,
             persist_batch: 500,
+            cluster: ClusterSettings::default(),
+            persister_enabled: true,
         }
     }
+}
+
+/// The `quickchat-server` command line. With no flags it runs on its own: SQLite under
+/// ./quickchat-data and gRPC + gRPC-web on 127.0.0.1:50051.
+#[derive(Debug, clap::Parser)]
+#[command(name = "quickchat-server", version, about)]
+pub struct ServerCli {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ServerCommand {
+    /// Run only the persister: drain the Kafka topic into the database, in batches, in the
+    /// consumer group (run several to spread the partitions). Needs --kafka-brokers and
+    /// --database-url.
+    Persister,
 }
 
 /// Command-line flags of `quickchat-server`; each also reads a `QUICKCHAT_*` variable.
@@ -125,6 +184,54 @@ pub struct ServerArgs {
     /// Provider name stored on users who sign in with an ID token.
     #[arg(long, env = "QUICKCHAT_OIDC_PROVIDER", default_value = "google")]
     pub oidc_provider: String,
+    /// Messages kept per room for reconnecting clients (in-process relay window; Redis
+    /// stream MAXLEN ~).
+    #[arg(long, env = "QUICKCHAT_RELAY_WINDOW")]
+    pub relay_window: Option<usize>,
+    /// Prefix of every Redis key this deployment uses.
+    #[arg(long, env = "QUICKCHAT_REDIS_KEY_PREFIX", default_value = "quickchat")]
+    pub redis_key_prefix: String,
+    /// Kafka topic for messages (created at startup if missing).
+    #[arg(
+        long,
+        env = "QUICKCHAT_KAFKA_TOPIC",
+        default_value = "quickchat.messages"
+    )]
+    pub kafka_topic: String,
+    /// Partitions of the Kafka topic when it is created.
+    #[arg(long, env = "QUICKCHAT_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+    /// Consumer group of the persisters.
+    #[arg(
+        long,
+        env = "QUICKCHAT_KAFKA_CONSUMER_GROUP",
+        default_value = "quickchat-persister"
+    )]
+    pub kafka_consumer_group: String,
+    /// Persister consumer session timeout (librdkafka session.timeout.ms).
+    #[arg(
+        long,
+        env = "QUICKCHAT_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub kafka_session_timeout_ms: u32,
+    /// Persister consumer heartbeat interval (librdkafka heartbeat.interval.ms).
+    #[arg(
+        long,
+        env = "QUICKCHAT_KAFKA_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 3_000
+    )]
+    pub kafka_heartbeat_interval_ms: u32,
+    /// Longest a send waits for Kafka's confirmation before failing with UNAVAILABLE.
+    #[arg(
+        long,
+        env = "QUICKCHAT_KAFKA_PRODUCE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub kafka_produce_timeout_ms: u32,
+    /// Run the persister in this process (`--persister=false` when it runs elsewhere).
+    #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub persister: bool,
 }
 
 impl From<ServerArgs> for Settings {
@@ -149,6 +256,19 @@ impl From<ServerArgs> for Settings {
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
             member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),
             oidc,
+            relay_window: args
+                .relay_window
+                .unwrap_or(Settings::default().relay_window),
+            cluster: ClusterSettings {
+                redis_key_prefix: args.redis_key_prefix,
+                kafka_topic: args.kafka_topic,
+                kafka_partitions: args.kafka_partitions,
+                kafka_consumer_group: args.kafka_consumer_group,
+                kafka_session_timeout_ms: args.kafka_session_timeout_ms,
+                kafka_heartbeat_interval_ms: args.kafka_heartbeat_interval_ms,
+                kafka_produce_timeout_ms: args.kafka_produce_timeout_ms,
+            },
+            persister_enabled: args.persister,
             ..Settings::default()
         }
     }

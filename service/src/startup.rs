@@ -15,6 +15,7 @@ use quickchat_proto::v1::group_service_server::GroupServiceServer;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
@@ -25,11 +26,13 @@ use crate::auth::oidc::OidcVerifier;
 use crate::auth::{Authenticator, TokenIssuer, password};
 use crate::chat::ChatHub;
 use crate::log::MessageLog;
+use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
 use crate::log::persister;
 use crate::rate_limit::PasscodeLimiter;
 use crate::relay::RoomRelay;
 use crate::relay::memory::InProcessRelay;
+use crate::relay::redis::{PresenceTiming, RedisRelay};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -42,24 +45,22 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: SharedState,
-    persister: tokio::task::JoinHandle<()>,
+    persister: Option<tokio::task::JoinHandle<()>>,
+    stop_persister: CancellationToken,
     description: String,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.redis_url.is_some() {
-            anyhow::bail!(
-                "--redis-url is not supported yet: the Redis Streams relay arrives with distributed mode; \
-                 run without it to use the in-process relay"
-            );
-        }
-        if settings.kafka_brokers.is_some() {
-            anyhow::bail!(
-                "--kafka-brokers is not supported yet: the Kafka message log arrives with distributed mode; \
-                 run without it to use the in-process log"
-            );
-        }
+        anyhow::ensure!(
+            settings.redis_url.is_none() || settings.jwt_secret.is_some(),
+            "--redis-url runs this node as part of a cluster: give every node the same --jwt-secret \
+             (or QUICKCHAT_JWT_SECRET), or tokens issued by one node fail on the others"
+        );
+        anyhow::ensure!(
+            settings.persister_enabled || settings.kafka_brokers.is_some(),
+            "--persister=false needs --kafka-brokers: without Kafka a node persists its own messages"
+        );
 
         let (database_url, store_description) = match &settings.database_url {
             Some(url) => (url.clone(), format!("database {}", redact_url(url))),
@@ -100,19 +101,70 @@ impl Application {
         );
         let oidc = settings.oidc.clone().map(OidcVerifier::new).transpose()?;
 
-        let relay: Arc<dyn RoomRelay> = Arc::new(InProcessRelay::new(
-            store.clone(),
-            settings.relay_window,
-            settings.room_feed_capacity,
-        ));
-        let (log, source) = InProcessLog::new(settings.log_capacity);
-        let log: Arc<dyn MessageLog> = Arc::new(log);
-        let persister = tokio::spawn(persister::run(
-            source,
-            store.clone(),
-            settings.persist_batch,
-        ));
-        let rooms_description = format!("relay: {} · log: {}", relay.describe(), log.describe());
+        let relay: Arc<dyn RoomRelay> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisRelay::connect(
+                    url,
+                    &settings.cluster.redis_key_prefix,
+                    settings.relay_window,
+                    settings.room_feed_capacity,
+                    store.clone(),
+                    PresenceTiming::default(),
+                )
+                .await
+                .context("cannot start the Redis relay")?,
+            ),
+            None => Arc::new(InProcessRelay::new(
+                store.clone(),
+                settings.relay_window,
+                settings.room_feed_capacity,
+            )),
+        };
+        let stop_persister = CancellationToken::new();
+        let (log, persister): (Arc<dyn MessageLog>, _) = match &settings.kafka_brokers {
+            Some(brokers) => {
+                let log = KafkaLog::connect(brokers, &settings.cluster)
+                    .await
+                    .context("cannot start the Kafka message log")?;
+                let persister = match settings.persister_enabled {
+                    true => {
+                        let source = KafkaSource::connect(
+                            brokers,
+                            &settings.cluster,
+                            stop_persister.clone(),
+                        )
+                        .await
+                        .context("cannot start the persister's Kafka consumer")?;
+                        Some(tokio::spawn(persister::run(
+                            source,
+                            store.clone(),
+                            settings.persist_batch,
+                        )))
+                    }
+                    false => None,
+                };
+                (Arc::new(log), persister)
+            }
+            None => {
+                let (log, source) = InProcessLog::new(settings.log_capacity);
+                let persister = tokio::spawn(persister::run(
+                    source,
+                    store.clone(),
+                    settings.persist_batch,
+                ));
+                (Arc::new(log), Some(persister))
+            }
+        };
+        let rooms_description = format!(
+            "relay: {} · log: {} · persister: {}",
+            relay.describe(),
+            log.describe(),
+            if persister.is_some() {
+                "in this process"
+            } else {
+                "elsewhere"
+            }
+        );
         let chat = Arc::new(ChatHub::new(
             store.clone(),
             relay,
@@ -151,6 +203,7 @@ impl Application {
             local_addr,
             state,
             persister,
+            stop_persister,
             description,
         })
     }
@@ -219,9 +272,15 @@ impl Application {
 
         tracing::info!("server stopped; persisting what the log holds");
         state.chat.log().close().await;
-        if let Err(err) = self.persister.await {
+        // The in-process log's persister ends once it has drained the closed log; a Kafka
+        // consumer is told to stop (what it has not committed is read again by the group).
+        self.stop_persister.cancel();
+        if let Some(persister) = self.persister
+            && let Err(err) = persister.await
+        {
             tracing::error!(error = %err, "the persister failed");
         }
+        state.chat.relay().close().await;
         drop(self.state);
         if let Ok(state) = Arc::try_unwrap(state) {
             state.store.close().await?;
@@ -309,5 +368,46 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(contents.as_bytes()).await?;
     file.sync_all().await?;
+    Ok(())
+}
+
+/// `quickchat-server persister`: only the persister, draining the Kafka topic into the
+/// database until `shutdown` completes. Run several to spread the topic's partitions.
+pub async fn run_persister(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let brokers = settings
+        .kafka_brokers
+        .as_deref()
+        .context("the persister needs --kafka-brokers")?;
+    let database_url = settings
+        .database_url
+        .as_deref()
+        .context("the persister needs --database-url")?;
+    let store = Store::connect(database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(database_url)))?;
+    let stop = CancellationToken::new();
+    let source = KafkaSource::connect(brokers, &settings.cluster, stop.clone())
+        .await
+        .context("cannot start the persister's Kafka consumer")?;
+    println!(
+        "quickchat-server {} persister: topic {} at {brokers} (group {}) into {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.cluster.kafka_topic,
+        settings.cluster.kafka_consumer_group,
+        redact_url(database_url),
+    );
+    let persister = tokio::spawn(persister::run(
+        source,
+        store.clone(),
+        settings.persist_batch,
+    ));
+    shutdown.await;
+    tracing::info!("stopping the persister");
+    stop.cancel();
+    persister.await.context("the persister failed")?;
+    store.close().await?;
     Ok(())
 }

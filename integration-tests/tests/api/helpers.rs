@@ -83,26 +83,36 @@ async fn start(
     }
 }
 
-/// SQLite in `dir`, or a new PostgreSQL database on `QUICKCHAT_TEST_DATABASE_URL`.
+/// SQLite in `dir`, or, when `QUICKCHAT_TEST_STORE=postgres`, a new PostgreSQL database.
 async fn test_database_url(dir: &tempfile::TempDir) -> String {
-    match std::env::var("QUICKCHAT_TEST_DATABASE_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => {
-            let name = format!("quickchat_test_{}", Uuid::new_v4().simple());
-            let admin = Database::connect(&admin_url)
-                .await
-                .expect("connect to PostgreSQL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            admin.close().await.ok();
-            let mut url =
-                url::Url::parse(&admin_url).expect("QUICKCHAT_TEST_DATABASE_URL is a URL");
-            url.set_path(&name);
-            url.to_string()
+    match std::env::var("QUICKCHAT_TEST_STORE").as_deref() {
+        Ok("postgres") => fresh_postgres_database().await,
+        Ok("sqlite") | Ok("") | Err(_) => {
+            format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display())
         }
-        _ => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        Ok(other) => panic!("QUICKCHAT_TEST_STORE must be sqlite or postgres, not {other:?}"),
     }
+}
+
+/// A new, empty PostgreSQL database on the server of `QUICKCHAT_TEST_DATABASE_URL`
+/// (default: the local one), and its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = std::env::var("QUICKCHAT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("quickchat_test_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(&admin_url).expect("QUICKCHAT_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
 }
 
 impl TestApp {
@@ -123,52 +133,17 @@ impl TestApp {
 
     /// Registers a new account with a unique email and returns its session.
     pub async fn register(&self, name: &str) -> v1::Session {
-        let email = format!(
-            "{}-{}@example.com",
-            name.to_lowercase(),
-            Uuid::new_v4().simple()
-        );
-        self.auth()
-            .register(v1::RegisterRequest {
-                email,
-                password: "correct horse".into(),
-                name: name.into(),
-            })
-            .await
-            .expect("register")
-            .into_inner()
-            .session
-            .expect("session")
+        register_on(&self.channel, name).await
     }
 
     /// Creates a group owned by the holder of `token` with passcode `1234`.
     pub async fn create_group(&self, token: &str, title: &str) -> v1::Group {
-        self.groups()
-            .create_group(authed(
-                v1::CreateGroupRequest {
-                    title: title.into(),
-                    passcode: "1234".into(),
-                },
-                token,
-            ))
-            .await
-            .expect("create group")
-            .into_inner()
-            .group
-            .expect("group")
+        create_group_on(&self.channel, token, title).await
     }
 
     /// Joins `group_id` with passcode `1234` and returns the response.
     pub async fn join(&self, group_id: &str, name: &str) -> v1::JoinGroupResponse {
-        self.groups()
-            .join_group(v1::JoinGroupRequest {
-                group_id: group_id.into(),
-                name: name.into(),
-                passcode: "1234".into(),
-            })
-            .await
-            .expect("join group")
-            .into_inner()
+        join_on(&self.channel, group_id, name).await
     }
 
     /// Stops the server gracefully and starts a new one (on a new port) on the same database
@@ -208,6 +183,56 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Registers a new account with a unique email and returns its session.
+pub async fn register_on(channel: &Channel, name: &str) -> v1::Session {
+    let email = format!(
+        "{}-{}@example.com",
+        name.to_lowercase(),
+        Uuid::new_v4().simple()
+    );
+    AuthServiceClient::new(channel.clone())
+        .register(v1::RegisterRequest {
+            email,
+            password: "correct horse".into(),
+            name: name.into(),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .session
+        .expect("session")
+}
+
+/// Creates a group owned by the holder of `token` with passcode `1234`.
+pub async fn create_group_on(channel: &Channel, token: &str, title: &str) -> v1::Group {
+    GroupServiceClient::new(channel.clone())
+        .create_group(authed(
+            v1::CreateGroupRequest {
+                title: title.into(),
+                passcode: "1234".into(),
+            },
+            token,
+        ))
+        .await
+        .expect("create group")
+        .into_inner()
+        .group
+        .expect("group")
+}
+
+/// Joins `group_id` with passcode `1234` and returns the response.
+pub async fn join_on(channel: &Channel, group_id: &str, name: &str) -> v1::JoinGroupResponse {
+    GroupServiceClient::new(channel.clone())
+        .join_group(v1::JoinGroupRequest {
+            group_id: group_id.into(),
+            name: name.into(),
+            passcode: "1234".into(),
+        })
+        .await
+        .expect("join group")
+        .into_inner()
 }
 
 /// `msg` with `authorization: Bearer <token>`.

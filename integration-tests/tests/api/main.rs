@@ -1,10 +1,12 @@
-//! One test binary for the whole API (see `helpers::spawn_app`). The database backend comes
-//! from the environment: SQLite in a temporary directory by default, PostgreSQL (a fresh
-//! database per test) when `QUICKCHAT_TEST_DATABASE_URL` is set.
+//! One test binary for the whole API on one node (see `helpers::spawn_app`). The database
+//! backend comes from the environment: SQLite in a temporary directory by default,
+//! PostgreSQL (a fresh database per test, on `QUICKCHAT_TEST_DATABASE_URL` or the local
+//! server) when `QUICKCHAT_TEST_STORE=postgres`.
 
 mod auth;
 mod chat;
 mod chat_client;
+mod deploy;
 mod groups;
 mod helpers;
 mod join;

@@ -239,35 +239,34 @@ async fn the_embedded_default_keeps_its_secret_so_tokens_survive_a_restart() {
     server.await.unwrap().unwrap();
 }
 
+/// The error `Application::build` gives for default settings changed by `configure`.
+async fn build_error(configure: impl FnOnce(&mut Settings)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().into(),
+        ..Settings::default()
+    };
+    configure(&mut settings);
+    Application::build(settings)
+        .await
+        .err()
+        .expect("build fails")
+        .to_string()
+}
+
 #[tokio::test]
-async fn flags_for_backends_that_do_not_exist_yet_fail_loudly() {
-    for (configure, flag) in [
-        (
-            Box::new(|s: &mut Settings| s.redis_url = Some("redis://127.0.0.1:6379".into()))
-                as Box<dyn Fn(&mut Settings)>,
-            "--redis-url",
-        ),
-        (
-            Box::new(|s: &mut Settings| s.kafka_brokers = Some("127.0.0.1:9092".into())),
-            "--kafka-brokers",
-        ),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().into(),
-            ..Settings::default()
-        };
-        configure(&mut settings);
-        let err = Application::build(settings)
-            .await
-            .err()
-            .expect("build fails");
-        assert!(
-            err.to_string().contains(flag) && err.to_string().contains("not supported yet"),
-            "{err}"
-        );
-    }
+async fn inconsistent_cluster_flags_are_refused_at_startup() {
+    let err = build_error(|s| s.redis_url = Some("redis://127.0.0.1:6379".into())).await;
+    assert!(
+        err.contains("--jwt-secret"),
+        "a cluster needs one shared secret: {err}"
+    );
+    let err = build_error(|s| s.persister_enabled = false).await;
+    assert!(
+        err.contains("--persister=false needs --kafka-brokers"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -241,11 +241,9 @@ impl ChatService for ChatApi {
             n => (n as u64).min(MAX_HISTORY_PAGE),
         };
         let (messages, has_more) = self
-            .state
-            .store
-            .list_messages(group_id, req.before_offset, req.after_offset, page_size)
-            .await
-            .map_err(ApiError::from)?;
+            .hub()
+            .history(group_id, req.before_offset, req.after_offset, page_size)
+            .await?;
         Ok(Response::new(v1::ListMessagesResponse {
             messages: messages.iter().map(message_to_proto).collect(),
             has_more,

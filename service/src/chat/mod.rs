@@ -318,6 +318,47 @@ impl ChatHub {
         Ok(())
     }
 
+    /// A page of the room's history, newest first (see `Store::list_messages`), and whether
+    /// more lies beyond it. The newest messages come from the relay as well as the store:
+    /// in distributed mode the persister writes asynchronously, and a message every
+    /// subscriber has seen must not be missing from history meanwhile.
+    pub async fn history(
+        &self,
+        group_id: Uuid,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), ApiError> {
+        let (stored, more) = self
+            .store
+            .list_messages(group_id, before, after, limit)
+            .await?;
+        let recent = self
+            .relay
+            .recent(group_id, limit as usize)
+            .await
+            .map_err(relay_error)?;
+        let in_range = |m: &&Arc<ChatMessage>| {
+            before.is_none_or(|b| m.offset < b) && after.is_none_or(|a| m.offset > a)
+        };
+        let mut by_offset: std::collections::BTreeMap<u64, ChatMessage> =
+            stored.into_iter().map(|m| (m.offset, m)).collect();
+        for m in recent.iter().filter(in_range) {
+            by_offset.entry(m.offset).or_insert_with(|| (**m).clone());
+        }
+        let catch_up = after.is_some() && before.is_none();
+        let mut page: Vec<ChatMessage> = by_offset.into_values().collect();
+        let more = more || page.len() as u64 > limit;
+        if catch_up {
+            page.truncate(limit as usize);
+            page.reverse();
+        } else {
+            page.reverse();
+            page.truncate(limit as usize);
+        }
+        Ok((page, more))
+    }
+
     /// The group is gone: end its streams with `NOT_FOUND`.
     pub async fn close_room(&self, group_id: Uuid) {
         if let Err(err) = self.relay.close_room(group_id).await {

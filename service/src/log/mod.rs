@@ -6,6 +6,7 @@
 //! distributed mode implements the same [`MessageLog`] (append = produce with `acks=all`)
 //! and feeds the same persister loop through [`persister::LogSource`].
 
+pub mod kafka;
 pub mod memory;
 pub mod persister;
 

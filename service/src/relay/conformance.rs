@@ -198,6 +198,31 @@ pub async fn replay_serves_the_window_and_says_what_it_lacks<
     );
 }
 
+pub async fn recent_returns_the_newest_messages_oldest_first<
+    R: RoomRelay,
+    F: Future<Output = R>,
+>(
+    make: impl Fn(usize) -> F,
+) {
+    let relay = make(3).await;
+    let group = Uuid::new_v4();
+    assert!(relay.recent(group, 10).await.unwrap().is_empty());
+    for _ in 0..5 {
+        relay
+            .publish(draft(group, Uuid::new_v4(), "", "hi"))
+            .await
+            .unwrap();
+    }
+    let offsets =
+        |ms: Vec<Arc<crate::room::ChatMessage>>| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
+    assert_eq!(offsets(relay.recent(group, 2).await.unwrap()), [4, 5]);
+    let all = offsets(relay.recent(group, 100).await.unwrap());
+    assert!(
+        all.ends_with(&[3, 4, 5]) && all.windows(2).all(|w| w[1] == w[0] + 1),
+        "{all:?}"
+    );
+}
+
 pub async fn ephemeral_events_reach_subscribers_but_are_not_replayed<
     R: RoomRelay,
     F: Future<Output = R>,
@@ -309,6 +334,7 @@ macro_rules! relay_conformance_suite {
             subscribers_get_what_follows_their_head_in_order,
             a_repeated_client_message_id_returns_the_original,
             replay_serves_the_window_and_says_what_it_lacks,
+            recent_returns_the_newest_messages_oldest_first,
             ephemeral_events_reach_subscribers_but_are_not_replayed,
             presence_counts_streams_per_participant,
             rooms_are_isolated,

@@ -173,6 +173,17 @@ impl RoomRelay for InProcessRelay {
         }
     }
 
+    async fn recent(
+        &self,
+        group_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<Arc<ChatMessage>>, RelayError> {
+        let room = self.room(group_id).await?;
+        let state = room.state();
+        let skip = state.window.len().saturating_sub(limit);
+        Ok(state.window.iter().skip(skip).cloned().collect())
+    }
+
     async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let room = self.room(group_id).await?;
         let mut state = room.state();

@@ -8,6 +8,7 @@
 //! pass the same conformance suite ([`conformance`]).
 
 pub mod memory;
+pub mod redis;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -94,6 +95,14 @@ pub trait RoomRelay: Send + Sync + 'static {
     /// Opens a live feed of the room.
     async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError>;
 
+    /// The newest messages still in the window (at most `limit`, oldest first), whatever
+    /// the epoch. History merges them with the store, whose writer may lag behind.
+    async fn recent(
+        &self,
+        group_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<Arc<ChatMessage>>, RelayError>;
+
     /// Messages with `after < offset <= up_to`, from the replay window.
     async fn replay(
         &self,
@@ -116,4 +125,7 @@ pub trait RoomRelay: Send + Sync + 'static {
     /// Forgets the room (its group was deleted) after telling subscribers with
     /// [`RoomEvent::Closed`].
     async fn close_room(&self, group_id: Uuid) -> Result<(), RelayError>;
+
+    /// Stops background work (readers, heartbeats) at shutdown. Nothing to do by default.
+    async fn close(&self) {}
 }

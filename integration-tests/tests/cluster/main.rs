@@ -1,0 +1,16 @@
+//! Distributed mode end to end: several server nodes on loopback ports sharing one
+//! PostgreSQL, one Redis and one Kafka-protocol broker, as behind a load balancer.
+//!
+//! Endpoints come from `QUICKCHAT_TEST_DATABASE_URL` (default: the local PostgreSQL),
+//! `QUICKCHAT_TEST_REDIS_URL` (default: the local Redis) and `QUICKCHAT_TEST_KAFKA_BROKERS`
+//! (required: `scripts/test.sh` starts a broker and sets it). Each test gets its own
+//! database, Redis key prefix, Kafka topic and consumer group, so tests run in parallel.
+
+#[allow(dead_code)]
+#[path = "../api/chat_client.rs"]
+mod chat_client;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod multi_node;
+mod nodes;

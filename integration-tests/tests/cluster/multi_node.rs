@@ -1,0 +1,320 @@
+//! Three nodes behind an imaginary load balancer: members on different nodes chat, order
+//! holds across nodes, a client whose node dies recovers on another, and every acked
+//! message ends up in PostgreSQL exactly once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use quickchat_service::store::Store;
+use uuid::Uuid;
+
+use crate::chat_client::ChatClient;
+use crate::helpers::{create_group_on, join_on, register_on};
+use crate::nodes::{ClusterEnv, Node};
+
+/// Waits until the store holds `expected` messages of the group (the persister is
+/// asynchronous in distributed mode), then returns them oldest first.
+async fn stored_messages(
+    store: &Store,
+    group_id: &str,
+    expected: usize,
+) -> Vec<quickchat_service::room::ChatMessage> {
+    let group_id: Uuid = group_id.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (mut messages, _) = store
+            .list_messages(group_id, None, None, 10_000)
+            .await
+            .unwrap();
+        if messages.len() >= expected || tokio::time::Instant::now() > deadline {
+            messages.reverse();
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn members_on_different_nodes_chat_with_each_other() {
+    let env = ClusterEnv::new().await;
+    let nodes = env.nodes(3).await;
+    let owner = register_on(&nodes[0].channel, "Olga").await;
+    let group = create_group_on(&nodes[0].channel, &owner.access_token, "Across nodes").await;
+    let ann = join_on(&nodes[1].channel, &group.id, "Ann")
+        .await
+        .member_token;
+    let bob = join_on(&nodes[2].channel, &group.id, "Bob")
+        .await
+        .member_token;
+
+    let mut ann = ChatClient::open_on(nodes[0].channel.clone(), &ann, &group.id, None)
+        .await
+        .unwrap();
+    let mut bob = ChatClient::open_on(nodes[1].channel.clone(), &bob, &group.id, None)
+        .await
+        .unwrap();
+    let mut olga = ChatClient::open_on(
+        nodes[2].channel.clone(),
+        &owner.access_token,
+        &group.id,
+        None,
+    )
+    .await
+    .unwrap();
+
+    let from_ann = ann.send_and_ack("a1", "hello from node 0").await;
+    assert_eq!(bob.next_message().await, from_ann);
+    assert_eq!(olga.next_message().await, from_ann);
+    let from_bob = bob.send_and_ack("b1", "hello from node 1").await;
+    assert_eq!(ann.next_message().await, from_bob);
+    assert_eq!(olga.next_message().await, from_bob);
+    let from_olga = olga.send_and_ack("o1", "hello from node 2").await;
+    assert_eq!(ann.next_message().await, from_olga);
+    assert_eq!(bob.next_message().await, from_olga);
+    assert_eq!(
+        (from_ann.offset, from_bob.offset, from_olga.offset),
+        (1, 2, 3)
+    );
+
+    // Presence is cluster-wide: Olga, on node 2, was told about Ann and Bob.
+    let online: HashSet<String> = olga.joined.online.iter().map(|m| m.name.clone()).collect();
+    assert!(
+        online.contains("Ann") && online.contains("Bob") && online.contains("Olga"),
+        "{online:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_senders_on_every_node_share_one_order_and_each_acked_message_is_stored_once() {
+    let env = ClusterEnv::new().await;
+    let nodes = env.nodes(3).await;
+    let owner = register_on(&nodes[0].channel, "Olga").await;
+    let group = create_group_on(&nodes[0].channel, &owner.access_token, "Busy cluster").await;
+
+    let mut watchers = Vec::new();
+    for node in &nodes {
+        watchers.push(
+            ChatClient::open_on(node.channel.clone(), &owner.access_token, &group.id, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut senders = Vec::new();
+    for i in 0..6 {
+        let node = &nodes[i % 3];
+        let token = join_on(&node.channel, &group.id, &format!("Sender {i}"))
+            .await
+            .member_token;
+        senders.push(
+            ChatClient::open_on(node.channel.clone(), &token, &group.id, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    client.send(&format!("{i}-{n}"), &format!("{i}:{n}")).await;
+                }
+                let mut acked = Vec::new();
+                while acked.len() < 10 {
+                    acked.push(
+                        client
+                            .next_answer()
+                            .await
+                            .expect("accepted")
+                            .message
+                            .unwrap()
+                            .id,
+                    );
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
+    }
+    assert_eq!(acked.len(), 60);
+
+    let mut sequences = Vec::new();
+    for watcher in &mut watchers {
+        let mut ids = Vec::new();
+        for offset in 1..=60u64 {
+            let m = watcher.next_message().await;
+            assert_eq!(
+                m.offset, offset,
+                "every node delivers offsets in order, without gaps"
+            );
+            ids.push(m.id);
+        }
+        sequences.push(ids);
+    }
+    assert!(
+        sequences.windows(2).all(|w| w[0] == w[1]),
+        "all nodes deliver the same sequence"
+    );
+
+    let stored = stored_messages(&env.store().await, &group.id, 60).await;
+    let stored_ids: Vec<String> = stored.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(
+        stored_ids.len(),
+        60,
+        "exactly the acked messages are stored"
+    );
+    assert_eq!(
+        stored_ids.iter().cloned().collect::<HashSet<_>>(),
+        acked,
+        "each acked message stored once"
+    );
+    assert_eq!(
+        stored.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (1..=60).collect::<Vec<u64>>()
+    );
+}
+
+#[tokio::test]
+async fn a_client_whose_node_dies_recovers_on_another_node_without_gap_or_duplicate() {
+    let env = ClusterEnv::new().await;
+    let mut nodes = env.nodes(3).await;
+    let owner = register_on(&nodes[1].channel, "Olga").await;
+    let group = create_group_on(&nodes[1].channel, &owner.access_token, "Failover").await;
+    let ann_token = join_on(&nodes[1].channel, &group.id, "Ann")
+        .await
+        .member_token;
+    let bob_token = join_on(&nodes[1].channel, &group.id, "Bob")
+        .await
+        .member_token;
+
+    let mut ann = ChatClient::open_on(nodes[0].channel.clone(), &ann_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut bob = ChatClient::open_on(nodes[1].channel.clone(), &bob_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for i in 0..2 {
+        let m = bob
+            .send_and_ack(&format!("before-{i}"), "before the crash")
+            .await;
+        assert_eq!(ann.next_message().await, m);
+        seen.push(m.offset);
+    }
+    let position = ann.position(*seen.last().unwrap());
+
+    // Node 0 dies with Ann's stream on it.
+    let dead = nodes.remove(0);
+    dead.kill();
+    let status = ann.end_status().await;
+    assert_ne!(
+        status.code(),
+        tonic::Code::Ok,
+        "the stream broke: {status:?}"
+    );
+
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        missed.push(
+            bob.send_and_ack(&format!("during-{i}"), "while Ann reconnects")
+                .await,
+        );
+    }
+    // Ann's client reconnects through the load balancer and lands on another node.
+    let mut ann = ChatClient::open_on(
+        nodes[1].channel.clone(),
+        &ann_token,
+        &group.id,
+        Some(position),
+    )
+    .await
+    .unwrap();
+    assert!(ann.joined.recovered, "another node can resume the stream");
+    for expected in &missed {
+        assert_eq!(&ann.next_message().await, expected);
+    }
+    let live = bob.send_and_ack("after", "live again").await;
+    assert_eq!(ann.next_message().await, live, "no duplicate, no gap");
+}
+
+#[tokio::test]
+async fn a_node_shutting_down_sends_its_clients_to_another_node_to_resume() {
+    let env = ClusterEnv::new().await;
+    let mut nodes = env.nodes(2).await;
+    let owner = register_on(&nodes[1].channel, "Olga").await;
+    let group = create_group_on(&nodes[1].channel, &owner.access_token, "Rolling restart").await;
+    let ann_token = join_on(&nodes[1].channel, &group.id, "Ann")
+        .await
+        .member_token;
+    let mut ann = ChatClient::open_on(nodes[0].channel.clone(), &ann_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut olga = ChatClient::open_on(
+        nodes[1].channel.clone(),
+        &owner.access_token,
+        &group.id,
+        None,
+    )
+    .await
+    .unwrap();
+    let first = olga.send_and_ack("o1", "before the restart").await;
+    assert_eq!(ann.next_message().await, first);
+
+    let stopping = tokio::spawn(nodes.remove(0).stop());
+    let status = ann.end_status().await;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    stopping.await.unwrap();
+
+    let missed = olga.send_and_ack("o2", "during the restart").await;
+    let mut ann = ChatClient::open_on(
+        nodes[0].channel.clone(),
+        &ann_token,
+        &group.id,
+        Some(ann.position(first.offset)),
+    )
+    .await
+    .unwrap();
+    assert!(ann.joined.recovered);
+    assert_eq!(ann.next_message().await, missed);
+}
+
+#[tokio::test]
+async fn a_persister_killed_mid_stream_leaves_every_message_stored_exactly_once() {
+    let env = ClusterEnv::new().await;
+    // The sending node does not persist; only node `persisting` does, and it dies.
+    let sender = Node::start(quickchat_service::Settings {
+        persister_enabled: false,
+        ..env.settings()
+    })
+    .await;
+    let persisting = Node::start(env.settings()).await;
+    let owner = register_on(&sender.channel, "Olga").await;
+    let group = create_group_on(&sender.channel, &owner.access_token, "Persist me").await;
+    let mut olga =
+        ChatClient::open_on(sender.channel.clone(), &owner.access_token, &group.id, None)
+            .await
+            .unwrap();
+
+    for i in 0..20 {
+        olga.send_and_ack(&format!("m{i}"), &format!("message {i}"))
+            .await;
+    }
+    persisting.kill();
+    for i in 20..40 {
+        olga.send_and_ack(&format!("m{i}"), &format!("message {i}"))
+            .await;
+    }
+    // A new persister takes over the consumer group and replays what was not committed.
+    let _replacement = Node::start(env.settings()).await;
+    let stored = stored_messages(&env.store().await, &group.id, 40).await;
+    assert_eq!(stored.len(), 40);
+    assert_eq!(
+        stored.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<u64>>()
+    );
+    let ids: HashSet<Uuid> = stored.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 40, "no message stored twice");
+}

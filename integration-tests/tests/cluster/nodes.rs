@@ -1,0 +1,168 @@
+//! A cluster of server nodes for tests. Each node runs on its own tokio runtime so that
+//! [`Node::kill`] can make it vanish the way a crashed process does: every task, connection
+//! and client of that node dropped at once, nothing shut down gracefully.
+
+use std::time::Duration;
+
+use quickchat_service::settings::ClusterSettings;
+use quickchat_service::store::Store;
+use quickchat_service::{Application, Settings};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::helpers::{JWT_SECRET, fresh_postgres_database};
+
+/// The shared infrastructure of one test's cluster.
+pub struct ClusterEnv {
+    pub database_url: String,
+    pub redis_url: String,
+    pub kafka_brokers: String,
+    pub cluster: ClusterSettings,
+    data_dir: tempfile::TempDir,
+}
+
+impl ClusterEnv {
+    /// A fresh database, Redis key prefix, Kafka topic and consumer group.
+    pub async fn new() -> Self {
+        quickchat_service::telemetry::init();
+        let kafka_brokers = std::env::var("QUICKCHAT_TEST_KAFKA_BROKERS")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .expect("QUICKCHAT_TEST_KAFKA_BROKERS is not set: run scripts/test.sh, or start a broker with scripts/kafka.sh");
+        let redis_url = std::env::var("QUICKCHAT_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let id = Uuid::new_v4().simple().to_string();
+        Self {
+            database_url: fresh_postgres_database().await,
+            redis_url,
+            kafka_brokers,
+            cluster: ClusterSettings {
+                redis_key_prefix: format!("qc-test-{id}"),
+                kafka_topic: format!("quickchat.test.{id}"),
+                kafka_partitions: 3,
+                kafka_consumer_group: format!("quickchat-persister-{id}"),
+                kafka_session_timeout_ms: 6_000,
+                kafka_heartbeat_interval_ms: 500,
+                kafka_produce_timeout_ms: 5_000,
+            },
+            data_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Settings of a node of this cluster.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: self.data_dir.path().to_path_buf(),
+            database_url: Some(self.database_url.clone()),
+            redis_url: Some(self.redis_url.clone()),
+            kafka_brokers: Some(self.kafka_brokers.clone()),
+            jwt_secret: Some(SecretString::from(JWT_SECRET.to_owned())),
+            cluster: self.cluster.clone(),
+            ..Settings::default()
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.database_url)
+            .await
+            .expect("store connects")
+    }
+
+    /// Starts `n` nodes.
+    pub async fn nodes(&self, n: usize) -> Vec<Node> {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Node::start(self.settings()).await);
+        }
+        nodes
+    }
+}
+
+pub struct Node {
+    pub channel: Channel,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<oneshot::Receiver<()>>,
+}
+
+impl Node {
+    pub async fn start(settings: Settings) -> Node {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("node runtime");
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let (stopped_tx, stopped) = oneshot::channel();
+        runtime.spawn(async move {
+            let app = match Application::build(settings).await {
+                Ok(app) => app,
+                Err(err) => {
+                    let _ = addr_tx.send(Err(format!("{err:#}")));
+                    return;
+                }
+            };
+            let _ = addr_tx.send(Ok(app.local_addr()));
+            let result = app
+                .run_until_stopped(async {
+                    let _ = shutdown_rx.await;
+                })
+                .await;
+            if let Err(err) = result {
+                eprintln!("node stopped with an error: {err:#}");
+            }
+            let _ = stopped_tx.send(());
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
+            .await
+            .expect("node builds within 60 s")
+            .expect("node task")
+            .unwrap_or_else(|err| panic!("node failed to build: {err}"));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("client connects");
+        Node {
+            channel,
+            runtime: Some(runtime),
+            shutdown: Some(shutdown),
+            stopped: Some(stopped),
+        }
+    }
+
+    /// Stops the node gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            tokio::time::timeout(Duration::from_secs(30), stopped)
+                .await
+                .expect("node stops within 30 s")
+                .ok();
+        }
+    }
+
+    /// Makes the node vanish at once, like a crashed process.
+    pub fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! The Kafka message log of distributed mode.
+//!
+//! [`KafkaLog`] is the [`MessageLog`] the nodes append to: every message is produced to one
+//! topic (`ClusterSettings::kafka_topic`), keyed by its group id so a room's messages stay in
+//! one partition and in order, encoded as protobuf `quickchat.v1.Message`. The producer is
+//! idempotent with `acks=all`, and `append` resolves only once Kafka has confirmed the record;
+//! when Kafka cannot confirm it within `kafka_produce_timeout_ms`, `append` fails with
+//! [`LogError::Unavailable`].
+//!
+//! [`KafkaSource`] is the persister's end: a consumer in the group
+//! `ClusterSettings::kafka_consumer_group` that hands batches to [`persister::run`] and commits
+//! their offsets only once the batch is in the store. A persister that dies in between makes
+//! its successor read the batch again, and the idempotent insert keeps one row per message.
+//! More persisters in the same group share the topic's partitions.
+//!
+//! [`persister::run`]: super::persister::run
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use quickchat_proto::v1;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::persister::LogSource;
+use super::{LogError, MessageLog};
+use crate::room::ChatMessage;
+use crate::settings::ClusterSettings;
+
+/// How long a batch waits for more records once its first one has arrived.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
+
+/// Pause after a consumer error before polling again.
+const CONSUME_ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Longest the topic check at startup may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The message log on a Kafka topic; see the [module documentation](self).
+pub struct KafkaLog {
+    /// `None` once the log is closed.
+    producer: Mutex<Option<Arc<FutureProducer<KafkaContext>>>>,
+    topic: String,
+    brokers: String,
+    produce_timeout: Duration,
+}
+
+impl KafkaLog {
+    /// Makes sure the topic exists (see [`ensure_topic`]), then builds the producer.
+    pub async fn connect(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<Self> {
+        ensure_topic(brokers, settings).await?;
+        Self::new(brokers, settings)
+    }
+
+    /// Builds the producer without contacting Kafka: the connection is made in the
+    /// background, and an `append` that Kafka does not confirm in time fails.
+    pub fn new(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<Self> {
+        let producer: FutureProducer<KafkaContext> = client_config(brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                settings.kafka_produce_timeout_ms.to_string(),
+            )
+            .create_with_context(KafkaContext)
+            .context("creating the kafka producer")?;
+        Ok(Self {
+            producer: Mutex::new(Some(Arc::new(producer))),
+            topic: settings.kafka_topic.clone(),
+            brokers: brokers.to_owned(),
+            produce_timeout: Duration::from_millis(settings.kafka_produce_timeout_ms.into()),
+        })
+    }
+}
+
+#[async_trait]
+impl MessageLog for KafkaLog {
+    fn describe(&self) -> String {
+        format!("Kafka topic {} at {}", self.topic, self.brokers)
+    }
+
+    async fn append(&self, message: Arc<ChatMessage>) -> Result<(), LogError> {
+        let producer = self
+            .producer
+            .lock()
+            .expect("kafka log lock poisoned")
+            .clone()
+            .ok_or_else(|| LogError::Unavailable("the server is shutting down".into()))?;
+        let key = message.group_id.to_string();
+        let payload = encode(&message);
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .timestamp(message.created_at.timestamp_millis());
+        // librdkafka bounds both phases (a full local queue, then `message.timeout.ms`); the
+        // outer timeout only guards against a confirmation that never comes.
+        let send = producer.send(record, self.produce_timeout);
+        match tokio::time::timeout(2 * self.produce_timeout + Duration::from_secs(1), send).await {
+            Ok(Ok(_delivery)) => Ok(()),
+            Ok(Err((err, _))) => {
+                tracing::warn!(
+                    error = %err,
+                    message_id = %message.id,
+                    group_id = %message.group_id,
+                    "kafka did not take the message"
+                );
+                Err(LogError::Unavailable(
+                    "the message log did not confirm the message".into(),
+                ))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    message_id = %message.id,
+                    group_id = %message.group_id,
+                    "kafka confirmation timed out"
+                );
+                Err(LogError::Unavailable(
+                    "the message log did not confirm the message in time".into(),
+                ))
+            }
+        }
+    }
+
+    async fn close(&self) {
+        let producer = self
+            .producer
+            .lock()
+            .expect("kafka log lock poisoned")
+            .take();
+        let Some(producer) = producer else {
+            return;
+        };
+        let timeout = self.produce_timeout;
+        // Flushing and destroying the producer block: keep them off the async workers.
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        match flushed {
+            Ok(Ok(())) => tracing::debug!("kafka producer flushed"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "flushing the kafka producer failed"),
+            Err(err) => tracing::warn!(error = %err, "flushing the kafka producer panicked"),
+        }
+    }
+}
+
+/// The persister's end of the Kafka log: a consumer in the persisters' group. See the
+/// [module documentation](self).
+pub struct KafkaSource {
+    /// `None` once stopped.
+    consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
+    topic: String,
+    stop: CancellationToken,
+}
+
+/// What [`KafkaSource::commit`] commits for a batch: per partition, the offset after the
+/// batch's last record there.
+#[derive(Debug, Default)]
+pub struct KafkaReceipt {
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl KafkaSource {
+    /// Makes sure the topic exists (see [`ensure_topic`]) and joins the persisters' consumer
+    /// group. [`LogSource::next_batch`] returns `None` once `stop` is cancelled, which ends the
+    /// persister loop; the consumer then leaves the group.
+    pub async fn connect(
+        brokers: &str,
+        settings: &ClusterSettings,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        ensure_topic(brokers, settings).await?;
+        let consumer: StreamConsumer<KafkaContext> = client_config(brokers)
+            .set("group.id", &settings.kafka_consumer_group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.kafka_session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                settings.kafka_heartbeat_interval_ms.to_string(),
+            )
+            .create_with_context(KafkaContext)
+            .context("creating the kafka consumer")?;
+        consumer
+            .subscribe(&[&settings.kafka_topic])
+            .with_context(|| format!("subscribing to kafka topic {}", settings.kafka_topic))?;
+        tracing::info!(
+            topic = %settings.kafka_topic,
+            group = %settings.kafka_consumer_group,
+            "kafka persister consumer started"
+        );
+        Ok(Self {
+            consumer: Some(Arc::new(consumer)),
+            topic: settings.kafka_topic.clone(),
+            stop,
+        })
+    }
+
+    /// Leaves the consumer group (waiting for commits in flight) and drops the consumer.
+    async fn shut_down(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            // Closing blocks until the group is left: keep it off the async workers.
+            if let Err(err) = tokio::task::spawn_blocking(move || drop(consumer)).await {
+                tracing::warn!(error = %err, "closing the kafka consumer panicked");
+            }
+            tracing::info!(topic = %self.topic, "kafka persister consumer stopped");
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(consumer))),
+                Err(_) => drop(consumer),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LogSource for KafkaSource {
+    type Receipt = KafkaReceipt;
+
+    async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, KafkaReceipt)> {
+        let consumer = self.consumer.clone()?;
+        let mut messages = Vec::new();
+        let mut receipt = KafkaReceipt::default();
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => None,
+                received = consumer.recv() => Some(received),
+            };
+            match received {
+                None => {
+                    drop(consumer);
+                    self.shut_down().await;
+                    return None;
+                }
+                Some(Ok(record)) => {
+                    take(&record, &mut messages, &mut receipt);
+                    break;
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, topic = %self.topic, "kafka consume failed; retrying");
+                    tokio::select! {
+                        () = self.stop.cancelled() => {}
+                        () = tokio::time::sleep(CONSUME_ERROR_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        let mut records = 1;
+        while records < max {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(record)) => {
+                    take(&record, &mut messages, &mut receipt);
+                    records += 1;
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, topic = %self.topic, "kafka consume failed");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some((messages, receipt))
+    }
+
+    async fn commit(&mut self, receipt: KafkaReceipt) {
+        if receipt.next_offsets.is_empty() {
+            return;
+        }
+        let Some(consumer) = &self.consumer else {
+            tracing::warn!("kafka consumer stopped before its batch was committed");
+            return;
+        };
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &next) in &receipt.next_offsets {
+            if let Err(err) =
+                offsets.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            {
+                tracing::warn!(error = %err, partition, "invalid kafka offset to commit");
+            }
+        }
+        // Asynchronous commits are sent in order on the group coordinator's connection, and
+        // leaving the group waits for them; failures arrive in `commit_callback`.
+        if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(
+                error = %err,
+                "committing kafka offsets failed; the batch will be read again"
+            );
+        }
+    }
+}
+
+/// Creates the topic with `kafka_partitions` partitions (the broker's default replication
+/// factor) unless it exists. Fails when Kafka does not answer in time.
+pub async fn ensure_topic(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<()> {
+    let admin: AdminClient<KafkaContext> = client_config(brokers)
+        .create_with_context(KafkaContext)
+        .context("creating the kafka admin client")?;
+    let topic = NewTopic::new(
+        &settings.kafka_topic,
+        settings.kafka_partitions,
+        TopicReplication::Fixed(-1),
+    );
+    let options = AdminOptions::new()
+        .request_timeout(Some(ADMIN_TIMEOUT))
+        .operation_timeout(Some(ADMIN_TIMEOUT));
+    let created = tokio::time::timeout(
+        ADMIN_TIMEOUT + Duration::from_secs(5),
+        admin.create_topics([&topic], &options),
+    )
+    .await
+    .with_context(|| format!("kafka at {brokers} did not answer"))?
+    .with_context(|| format!("creating kafka topic {}", settings.kafka_topic))?;
+    // The admin client's Drop joins its polling thread.
+    tokio::task::spawn_blocking(move || drop(admin)).await?;
+    for result in created {
+        match result {
+            Ok(name) => tracing::info!(
+                topic = %name,
+                partitions = settings.kafka_partitions,
+                "kafka topic created"
+            ),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %name, "kafka topic exists");
+            }
+            Err((name, code)) => anyhow::bail!("creating kafka topic {name} failed: {code}"),
+        }
+    }
+    Ok(())
+}
+
+fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "quickchat");
+    config
+}
+
+/// Adds a consumed record to a batch; a record that is not a message is skipped (and its
+/// offset still committed), so it cannot stop the persister.
+fn take(
+    record: &BorrowedMessage<'_>,
+    messages: &mut Vec<Arc<ChatMessage>>,
+    receipt: &mut KafkaReceipt,
+) {
+    let partition = record.partition();
+    let offset = record.offset();
+    match decode(record.payload().unwrap_or_default()) {
+        Ok(message) => messages.push(Arc::new(message)),
+        Err(err) => tracing::warn!(
+            error = %err,
+            topic = record.topic(),
+            partition,
+            offset,
+            "skipping a kafka record that is not a message"
+        ),
+    }
+    let next = receipt.next_offsets.entry(partition).or_default();
+    *next = (*next).max(offset + 1);
+}
+
+fn encode(m: &ChatMessage) -> Vec<u8> {
+    v1::Message {
+        id: m.id.to_string(),
+        group_id: m.group_id.to_string(),
+        offset: m.offset,
+        sender_name: m.sender_name.clone(),
+        sender_id: m.sender_id.to_string(),
+        body: m.body.clone(),
+        created_at: Some(prost_types::Timestamp {
+            seconds: m.created_at.timestamp(),
+            nanos: m.created_at.timestamp_subsec_nanos() as i32,
+        }),
+        client_message_id: m.client_message_id.clone(),
+    }
+    .encode_to_vec()
+}
+
+/// Why a record could not be read as a message.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("not a protobuf message: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("invalid or missing field {0}")]
+    Field(&'static str),
+}
+
+fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
+    let m = v1::Message::decode(payload)?;
+    let uuid = |field, raw: &str| Uuid::parse_str(raw).map_err(|_| RecordError::Field(field));
+    let created_at = m
+        .created_at
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .ok_or(RecordError::Field("created_at"))?;
+    Ok(ChatMessage {
+        id: uuid("id", &m.id)?,
+        group_id: uuid("group_id", &m.group_id)?,
+        offset: m.offset,
+        sender_id: uuid("sender_id", &m.sender_id)?,
+        sender_name: m.sender_name,
+        body: m.body,
+        client_message_id: m.client_message_id,
+        created_at,
+    })
+}
+
+/// Sends librdkafka's logs to `tracing` and reports the consumer's rebalances and commits.
+struct KafkaContext;
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, detail: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => tracing::warn!(facility, detail, "librdkafka"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility, detail, "librdkafka")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility, detail, "librdkafka"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for KafkaContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect::<Vec<_>>()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = ?partitions(list), "kafka partitions assigned")
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = ?partitions(list), "kafka partitions revoked")
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "kafka rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = offsets.count(), "kafka offsets committed"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "committing kafka offsets failed; those messages will be read again"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::SubsecRound;
+
+    use super::*;
+    use crate::log::persister;
+    use crate::store::{NewUser, Store};
+
+    /// Generous bound for anything that involves a consumer group (joining takes seconds).
+    const PATIENCE: Duration = Duration::from_secs(90);
+
+    fn brokers() -> String {
+        std::env::var("QUICKCHAT_TEST_KAFKA_BROKERS").expect(
+            "QUICKCHAT_TEST_KAFKA_BROKERS is not set: these tests need a Kafka broker; run \
+             scripts/test.sh, or `export QUICKCHAT_TEST_KAFKA_BROKERS=$(scripts/kafka.sh)`",
+        )
+    }
+
+    /// A fresh topic and consumer group, with consumer timeouts short enough for tests.
+    fn settings(partitions: i32) -> ClusterSettings {
+        let id = Uuid::new_v4();
+        ClusterSettings {
+            kafka_topic: format!("quickchat-test-{id}"),
+            kafka_partitions: partitions,
+            kafka_consumer_group: format!("quickchat-test-{id}"),
+            kafka_session_timeout_ms: 6_000,
+            kafka_heartbeat_interval_ms: 500,
+            kafka_produce_timeout_ms: 10_000,
+            ..ClusterSettings::default()
+        }
+    }
+
+    async fn store() -> Store {
+        Store::connect("sqlite::memory:")
+            .await
+            .expect("in-memory store")
+    }
+
+    async fn factory() -> (Arc<dyn MessageLog>, Store) {
+        let brokers = brokers();
+        let settings = settings(3);
+        let store = store().await;
+        let log = KafkaLog::connect(&brokers, &settings)
+            .await
+            .expect("kafka log");
+        let source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+            .await
+            .expect("kafka source");
+        tokio::spawn(persister::run(source, store.clone(), 256));
+        (Arc::new(log), store)
+    }
+
+    crate::log_conformance_suite!(factory);
+
+    async fn group(store: &Store) -> Uuid {
+        let owner = store
+            .create_user(NewUser {
+                name: "Owner",
+                email: Some(&format!("{}@example.com", Uuid::new_v4())),
+                provider: "local",
+                subject: None,
+                password_hash: None,
+                image_url: None,
+            })
+            .await
+            .unwrap();
+        store
+            .create_group(owner.id, "Kafka test", "hash".into())
+            .await
+            .unwrap()
+            .id
+    }
+
+    fn message(group_id: Uuid, offset: u64) -> Arc<ChatMessage> {
+        Arc::new(ChatMessage {
+            id: Uuid::now_v7(),
+            group_id,
+            offset,
+            sender_id: Uuid::new_v4(),
+            sender_name: "Ann".into(),
+            body: format!("message {offset}"),
+            client_message_id: format!("client-{offset}"),
+            created_at: Utc::now().trunc_subsecs(6),
+        })
+    }
+
+    /// Every message of `group_id` in the store, oldest first.
+    async fn stored(store: &Store, group_id: Uuid) -> Vec<ChatMessage> {
+        let (mut messages, _) = store
+            .list_messages(group_id, None, None, 10_000)
+            .await
+            .unwrap();
+        messages.reverse();
+        messages
+    }
+
+    /// Waits (bounded) until the store holds at least `count` messages of `group_id`.
+    async fn wait_stored(store: &Store, group_id: Uuid, count: usize) -> Vec<ChatMessage> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let messages = stored(store, group_id).await;
+            if messages.len() >= count {
+                return messages;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the store got {} of {count} messages",
+                messages.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn next_batch(
+        source: &mut KafkaSource,
+        max: usize,
+    ) -> (Vec<Arc<ChatMessage>>, KafkaReceipt) {
+        tokio::time::timeout(PATIENCE, source.next_batch(max))
+            .await
+            .expect("no kafka records in time")
+            .expect("the source stopped")
+    }
+
+    #[test]
+    fn a_message_survives_encoding_exactly() {
+        let m = message(Uuid::new_v4(), 7);
+        assert_eq!(decode(&encode(&m)).unwrap(), *m);
+        assert!(decode(b"\xff not protobuf").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_persister_stopped_before_committing_leaves_its_batch_to_the_next() {
+        let brokers = brokers();
+        let settings = settings(2);
+        let store = store().await;
+        let group_id = group(&store).await;
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let sent: Vec<_> = (1..=5).map(|offset| message(group_id, offset)).collect();
+        for m in &sent {
+            log.append(m.clone()).await.unwrap();
+        }
+
+        // The first persister writes a batch to the store and dies before committing it.
+        let mut first = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+            .await
+            .unwrap();
+        let (batch, _receipt) = next_batch(&mut first, 100).await;
+        assert!(!batch.is_empty());
+        store.insert_messages(&batch).await.unwrap();
+        drop(first);
+
+        // Its successor in the same group reads that batch again.
+        let mut second = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+            .await
+            .unwrap();
+        let mut seen = HashSet::new();
+        while seen.len() < sent.len() {
+            let (messages, receipt) = next_batch(&mut second, 100).await;
+            store.insert_messages(&messages).await.unwrap();
+            second.commit(receipt).await;
+            seen.extend(messages.iter().map(|m| m.id));
+        }
+        assert!(batch.iter().all(|m| seen.contains(&m.id)));
+
+        let expected: Vec<_> = sent.iter().map(|m| (**m).clone()).collect();
+        assert_eq!(stored(&store, group_id).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_source_ends_the_persister() {
+        let brokers = brokers();
+        let settings = settings(1);
+        let store = store().await;
+        let group_id = group(&store).await;
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let stop = CancellationToken::new();
+        let source = KafkaSource::connect(&brokers, &settings, stop.clone())
+            .await
+            .unwrap();
+        let persister = tokio::spawn(persister::run(source, store.clone(), 100));
+        log.append(message(group_id, 1)).await.unwrap();
+        wait_stored(&store, group_id, 1).await;
+
+        stop.cancel();
+        tokio::time::timeout(PATIENCE, persister)
+            .await
+            .expect("the persister did not stop")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_appends() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let brokers = format!("127.0.0.1:{port}");
+        let settings = ClusterSettings {
+            kafka_produce_timeout_ms: 1_000,
+            ..settings(1)
+        };
+
+        let log = KafkaLog::new(&brokers, &settings).unwrap();
+        let appended = tokio::time::timeout(PATIENCE, log.append(message(Uuid::new_v4(), 1)))
+            .await
+            .expect("append hung while kafka is down");
+        assert!(matches!(appended, Err(LogError::Unavailable(_))));
+
+        let connected = tokio::time::timeout(PATIENCE, KafkaLog::connect(&brokers, &settings))
+            .await
+            .expect("connect hung while kafka is down");
+        assert!(connected.is_err());
+    }
+
+    /// A source that records which persister stored which message.
+    struct Tally {
+        source: KafkaSource,
+        persister: usize,
+        seen: Arc<Mutex<HashMap<usize, usize>>>,
+    }
+
+    #[async_trait]
+    impl LogSource for Tally {
+        type Receipt = (usize, KafkaReceipt);
+
+        async fn next_batch(
+            &mut self,
+            max: usize,
+        ) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)> {
+            let (messages, receipt) = self.source.next_batch(max).await?;
+            Some((messages.clone(), (messages.len(), receipt)))
+        }
+
+        async fn commit(&mut self, (count, receipt): Self::Receipt) {
+            self.source.commit(receipt).await;
+            *self.seen.lock().unwrap().entry(self.persister).or_default() += count;
+        }
+    }
+
+    #[tokio::test]
+    async fn two_persisters_in_a_group_store_every_message_once() {
+        let brokers = brokers();
+        let settings = settings(4);
+        let store = store().await;
+        let log = Arc::new(KafkaLog::connect(&brokers, &settings).await.unwrap());
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        for persister in 0..2 {
+            let source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+                .await
+                .unwrap();
+            let tally = Tally {
+                source,
+                persister,
+                seen: seen.clone(),
+            };
+            tokio::spawn(persister::run(tally, store.clone(), 50));
+        }
+
+        // Rounds of messages to new rooms, until both persisters have stored some (the
+        // second one to join gets its partitions after a rebalance).
+        let mut sent: Vec<(Uuid, Vec<Arc<ChatMessage>>)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen.lock().unwrap().len() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "one persister did all the work: {:?}",
+                seen.lock().unwrap()
+            );
+            for _ in 0..4 {
+                let group_id = group(&store).await;
+                let messages: Vec<_> = (1..=10).map(|offset| message(group_id, offset)).collect();
+                let appends: Vec<_> = messages
+                    .iter()
+                    .map(|m| {
+                        let (log, m) = (log.clone(), m.clone());
+                        tokio::spawn(async move { log.append(m).await })
+                    })
+                    .collect();
+                for append in appends {
+                    append.await.unwrap().unwrap();
+                }
+                sent.push((group_id, messages));
+            }
+            for (group_id, messages) in &sent {
+                wait_stored(&store, *group_id, messages.len()).await;
+            }
+        }
+
+        for (group_id, messages) in &sent {
+            let mut stored = stored(&store, *group_id).await;
+            let mut expected: Vec<_> = messages.iter().map(|m| (**m).clone()).collect();
+            stored.sort_by_key(|m| m.offset);
+            expected.sort_by_key(|m| m.offset);
+            assert_eq!(stored, expected);
+        }
+    }
+}
