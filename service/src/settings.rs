@@ -67,6 +67,11 @@ pub struct ClusterSettings {
     pub kafka_heartbeat_interval_ms: u32,
     /// Longest a send waits for Kafka to confirm (librdkafka `message.timeout.ms`).
     pub kafka_produce_timeout_ms: u32,
+    /// How often a node refreshes its presence entries in Redis and re-checks the epochs of
+    /// the rooms it reads.
+    pub redis_heartbeat: Duration,
+    /// How long presence entries of a node that stopped refreshing them (it died) last.
+    pub redis_presence_ttl: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -79,6 +84,8 @@ impl Default for ClusterSettings {
             kafka_session_timeout_ms: 45_000,
             kafka_heartbeat_interval_ms: 3_000,
             kafka_produce_timeout_ms: 5_000,
+            redis_heartbeat: Duration::from_secs(10),
+            redis_presence_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -229,6 +236,12 @@ pub struct ServerArgs {
         default_value_t = 5_000
     )]
     pub kafka_produce_timeout_ms: u32,
+    /// Seconds between a node's presence heartbeats in Redis.
+    #[arg(long, env = "QUICKCHAT_REDIS_HEARTBEAT_SECS", default_value_t = 10)]
+    pub redis_heartbeat_secs: u64,
+    /// Seconds a dead node's members stay listed as online.
+    #[arg(long, env = "QUICKCHAT_REDIS_PRESENCE_TTL_SECS", default_value_t = 30)]
+    pub redis_presence_ttl_secs: u64,
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
     #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
@@ -267,6 +280,8 @@ impl From<ServerArgs> for Settings {
                 kafka_session_timeout_ms: args.kafka_session_timeout_ms,
                 kafka_heartbeat_interval_ms: args.kafka_heartbeat_interval_ms,
                 kafka_produce_timeout_ms: args.kafka_produce_timeout_ms,
+                redis_heartbeat: Duration::from_secs(args.redis_heartbeat_secs),
+                redis_presence_ttl: Duration::from_secs(args.redis_presence_ttl_secs),
             },
             persister_enabled: args.persister,
             ..Settings::default()

@@ -109,7 +109,10 @@ impl Application {
                     settings.relay_window,
                     settings.room_feed_capacity,
                     store.clone(),
-                    PresenceTiming::default(),
+                    PresenceTiming {
+                        refresh: settings.cluster.redis_heartbeat,
+                        ttl: settings.cluster.redis_presence_ttl,
+                    },
                 )
                 .await
                 .context("cannot start the Redis relay")?,

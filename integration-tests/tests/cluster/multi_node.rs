@@ -318,3 +318,188 @@ async fn a_persister_killed_mid_stream_leaves_every_message_stored_exactly_once(
     let ids: HashSet<Uuid> = stored.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), 40, "no message stored twice");
 }
+
+#[tokio::test]
+async fn the_persister_can_run_alone_as_its_own_process() {
+    let env = ClusterEnv::new().await;
+    let node = Node::start(quickchat_service::Settings {
+        persister_enabled: false,
+        ..env.settings()
+    })
+    .await;
+    let owner = register_on(&node.channel, "Olga").await;
+    let group = create_group_on(&node.channel, &owner.access_token, "Separate persister").await;
+    let mut olga = ChatClient::open_on(node.channel.clone(), &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        olga.send_and_ack(&format!("m{i}"), &format!("message {i}"))
+            .await;
+    }
+
+    // `quickchat-server persister`, with the same flags as the nodes.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let persister = tokio::spawn(quickchat_service::startup::run_persister(
+        env.settings(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let stored = stored_messages(&env.store().await, &group.id, 5).await;
+    assert_eq!(
+        stored.iter().map(|m| m.body.as_str()).collect::<Vec<_>>()[..],
+        [
+            "message 0",
+            "message 1",
+            "message 2",
+            "message 3",
+            "message 4"
+        ]
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), persister)
+        .await
+        .expect("the persister stops on its shutdown signal")
+        .unwrap()
+        .expect("clean exit");
+}
+
+/// Deletes every Redis key of this cluster, as a Redis restart without persistence does.
+fn wipe_redis(env: &ClusterEnv) {
+    let pattern = format!("{}:*", env.cluster.redis_key_prefix);
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", &env.redis_url, "--scan", "--pattern", &pattern])
+        .output()
+        .expect("redis-cli runs");
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty(), "the cluster has state in Redis");
+    let status = std::process::Command::new("redis-cli")
+        .args(["-u", &env.redis_url, "DEL"])
+        .args(&keys)
+        .output()
+        .expect("redis-cli runs");
+    assert!(status.status.success());
+}
+
+#[tokio::test]
+async fn when_redis_loses_its_state_streams_end_and_clients_learn_recovery_is_impossible() {
+    let env = ClusterEnv::new().await;
+    let nodes = env.nodes(2).await;
+    let owner = register_on(&nodes[0].channel, "Olga").await;
+    let group = create_group_on(&nodes[0].channel, &owner.access_token, "Amnesia").await;
+    let ann_token = join_on(&nodes[0].channel, &group.id, "Ann")
+        .await
+        .member_token;
+    let mut ann = ChatClient::open_on(nodes[1].channel.clone(), &ann_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut olga = ChatClient::open_on(
+        nodes[0].channel.clone(),
+        &owner.access_token,
+        &group.id,
+        None,
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let m = olga.send_and_ack(&format!("o{i}"), "before").await;
+        assert_eq!(ann.next_message().await, m);
+    }
+    let old_position = ann.position(3);
+    // Everything acked is persisted before Redis forgets.
+    stored_messages(&env.store().await, &group.id, 3).await;
+
+    wipe_redis(&env);
+    // Live streams are told (never a silent gap) ...
+    let status = ann.end_status().await;
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    // ... the room carries on from the stored offsets under a new epoch ...
+    let mut olga = ChatClient::open_on(
+        nodes[0].channel.clone(),
+        &owner.access_token,
+        &group.id,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_ne!(olga.joined.epoch, old_position.epoch);
+    let after = olga.send_and_ack("o3", "after").await;
+    assert_eq!(after.offset, 4);
+    // ... and a client resuming with the old epoch hears that it must reload history.
+    let ann = ChatClient::open_on(
+        nodes[1].channel.clone(),
+        &ann_token,
+        &group.id,
+        Some(old_position),
+    )
+    .await
+    .unwrap();
+    assert!(!ann.joined.recovered);
+    assert_eq!(ann.joined.offset, 4);
+}
+
+#[tokio::test]
+async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_later_lands_once() {
+    let broker = crate::nodes::PrivateBroker::start().await;
+    let mut env = ClusterEnv::new().await;
+    env.kafka_brokers = broker.address.clone();
+    env.cluster.kafka_produce_timeout_ms = 1_000;
+    let node = Node::start(env.settings()).await;
+    let owner = register_on(&node.channel, "Olga").await;
+    let group = create_group_on(&node.channel, &owner.access_token, "Outage").await;
+    let ann_token = join_on(&node.channel, &group.id, "Ann").await.member_token;
+    let mut ann = ChatClient::open_on(node.channel.clone(), &ann_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut olga = ChatClient::open_on(node.channel.clone(), &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    let first = olga.send_and_ack("m1", "before the outage").await;
+    assert_eq!(ann.next_message().await, first);
+
+    broker.freeze();
+    olga.send("m2", "during the outage").await;
+    let rejected = olga
+        .next_answer()
+        .await
+        .expect_err("not acked: Kafka never confirmed it");
+    assert_eq!(
+        rejected.code,
+        tonic::Code::Unavailable as i32,
+        "{rejected:?}"
+    );
+    // The relay had already delivered it live (see the README's guarantees): subscribers
+    // saw the message, the sender knows it is not durable yet.
+    let seen = ann.next_message().await;
+    assert_eq!((seen.offset, seen.body.as_str()), (2, "during the outage"));
+
+    broker.thaw();
+    // The client retries with the same id: the same message, now durable.
+    let mut retried = None;
+    for _ in 0..20 {
+        olga.send("m2", "during the outage").await;
+        match olga.next_answer().await {
+            Ok(ack) => {
+                retried = ack.message;
+                break;
+            }
+            Err(r) => {
+                assert_eq!(r.code, tonic::Code::Unavailable as i32, "{r:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let retried = retried.expect("acked once Kafka is back");
+    assert_eq!(
+        retried, seen,
+        "the retry is the message subscribers already saw"
+    );
+
+    let stored = stored_messages(&env.store().await, &group.id, 2).await;
+    assert_eq!(
+        stored.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        [1, 2],
+        "stored once each"
+    );
+}

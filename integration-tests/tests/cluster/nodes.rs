@@ -48,6 +48,8 @@ impl ClusterEnv {
                 kafka_session_timeout_ms: 6_000,
                 kafka_heartbeat_interval_ms: 500,
                 kafka_produce_timeout_ms: 5_000,
+                redis_heartbeat: Duration::from_millis(500),
+                redis_presence_ttl: Duration::from_secs(3),
             },
             data_dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -164,5 +166,81 @@ impl Drop for Node {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// A Kafka-protocol broker (tansu, in memory) of one test's own, which the test can freeze
+/// (SIGSTOP: it stops answering, as a broker behind a dead network does) and thaw.
+pub struct PrivateBroker {
+    pub address: String,
+    child: std::process::Child,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let tansu = which_tansu();
+        let mut child = std::process::Command::new(&tansu)
+            .args(["broker", "--cluster-id", "quickchat-private"])
+            .args(["--listener-url", &format!("tcp://{address}")])
+            .args(["--advertised-listener-url", &format!("tcp://{address}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return PrivateBroker { address, child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tansu did not listen on {address}");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tansu binary scripts/kafka.sh installs.
+fn which_tansu() -> String {
+    let on_path = std::process::Command::new("sh")
+        .args(["-c", "command -v tansu"])
+        .output()
+        .ok();
+    match on_path.filter(|o| o.status.success()) {
+        Some(output) => String::from_utf8(output.stdout).unwrap().trim().to_owned(),
+        None => format!(
+            "{}/.cargo/bin/tansu",
+            std::env::var("HOME").unwrap_or_default()
+        ),
     }
 }

@@ -70,22 +70,68 @@ impl KafkaLog {
     /// Builds the producer without contacting Kafka: the connection is made in the
     /// background, and an `append` that Kafka does not confirm in time fails.
     pub fn new(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<Self> {
-        let producer: FutureProducer<KafkaContext> = client_config(brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "message.timeout.ms",
-                settings.kafka_produce_timeout_ms.to_string(),
-            )
-            .create_with_context(KafkaContext)
-            .context("creating the kafka producer")?;
+        let produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms.into());
+        let producer = build_producer(brokers, produce_timeout)?;
         Ok(Self {
             producer: Mutex::new(Some(Arc::new(producer))),
             topic: settings.kafka_topic.clone(),
             brokers: brokers.to_owned(),
-            produce_timeout: Duration::from_millis(settings.kafka_produce_timeout_ms.into()),
+            produce_timeout,
         })
     }
+
+    /// Replaces `failed` with a new producer if it can no longer produce: an idempotent
+    /// producer whose messages timed out may be fenced by the broker or hit a fatal error,
+    /// after which every later send fails. A new producer (new producer id) starts clean, so
+    /// the log recovers by itself once Kafka is reachable again.
+    fn renew_if_broken(&self, failed: &Arc<FutureProducer<KafkaContext>>, err: &KafkaError) {
+        let fenced = matches!(
+            err.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::Fatal
+            )
+        );
+        if !fenced && failed.client().fatal_error().is_none() {
+            return;
+        }
+        let mut slot = self.producer.lock().expect("kafka log lock poisoned");
+        let Some(current) = slot.as_ref() else {
+            return;
+        };
+        if !Arc::ptr_eq(current, failed) {
+            return; // another append already renewed it
+        }
+        match build_producer(&self.brokers, self.produce_timeout) {
+            Ok(fresh) => {
+                tracing::warn!(error = %err, "kafka producer unusable; starting a new one");
+                let old = slot.replace(Arc::new(fresh));
+                // Destroying a producer blocks: keep it off the async workers.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(err) => tracing::error!(error = %err, "could not start a new kafka producer"),
+        }
+    }
+}
+
+/// The idempotent producer: `acks=all`, and `message.timeout.ms` bounds how long a send may
+/// wait for Kafka.
+fn build_producer(
+    brokers: &str,
+    produce_timeout: Duration,
+) -> anyhow::Result<FutureProducer<KafkaContext>> {
+    client_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            produce_timeout.as_millis().to_string(),
+        )
+        .create_with_context(KafkaContext)
+        .context("creating the kafka producer")
 }
 
 #[async_trait]
@@ -119,6 +165,7 @@ impl MessageLog for KafkaLog {
                     group_id = %message.group_id,
                     "kafka did not take the message"
                 );
+                self.renew_if_broken(&producer, &err);
                 Err(LogError::Unavailable(
                     "the message log did not confirm the message".into(),
                 ))
