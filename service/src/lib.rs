@@ -12,7 +12,8 @@
 //! made durable by the [`log`] (whose persister writes batches to the store), then
 //! acknowledged. [`room`] holds the types they share. Every failure is an [`error::ApiError`], which is turned into
 //! a `tonic::Status` in exactly one place so that internal details never reach a client.
-//! [`settings`] holds the typed configuration and [`telemetry`] the tracing setup.
+//! [`settings`] holds the typed configuration, [`telemetry`] the tracing setup and
+//! [`metrics`] the Prometheus metrics.
 
 pub mod api;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod chat;
 pub mod domain;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod rate_limit;
 pub mod relay;
 pub mod room;

@@ -48,6 +48,8 @@ pub struct Settings {
     /// Run the persister in this process (with Kafka it can also run alone, as
     /// `quickchat-server persister`).
     pub persister_enabled: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` turns them off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -125,6 +127,7 @@ impl Default for Settings {
             persist_batch: 500,
             cluster: ClusterSettings::default(),
             persister_enabled: true,
+            metrics_listen: None,
         }
     }
 }
@@ -242,6 +245,9 @@ pub struct ServerArgs {
     /// Seconds a dead node's members stay listed as online.
     #[arg(long, env = "QUICKCHAT_REDIS_PRESENCE_TTL_SECS", default_value_t = 30)]
     pub redis_presence_ttl_secs: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long, env = "QUICKCHAT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
     #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
@@ -284,6 +290,7 @@ impl From<ServerArgs> for Settings {
                 redis_presence_ttl: Duration::from_secs(args.redis_presence_ttl_secs),
             },
             persister_enabled: args.persister,
+            metrics_listen: args.metrics_listen,
             ..Settings::default()
         }
     }

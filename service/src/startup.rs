@@ -29,6 +29,7 @@ use crate::log::MessageLog;
 use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
 use crate::log::persister;
+use crate::metrics::{self, Metrics};
 use crate::rate_limit::PasscodeLimiter;
 use crate::relay::RoomRelay;
 use crate::relay::memory::InProcessRelay;
@@ -47,6 +48,8 @@ pub struct Application {
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
+    metrics_addr: Option<SocketAddr>,
+    stop_metrics: CancellationToken,
     description: String,
 }
 
@@ -168,11 +171,18 @@ impl Application {
                 "elsewhere"
             }
         );
+        let metrics = Arc::new(Metrics::new());
+        let stop_metrics = CancellationToken::new();
+        let metrics_addr = match settings.metrics_listen {
+            Some(addr) => Some(metrics::serve(metrics.clone(), addr, stop_metrics.clone()).await?),
+            None => None,
+        };
         let chat = Arc::new(ChatHub::new(
             store.clone(),
             relay,
             log,
             settings.chat.clone(),
+            metrics,
         ));
 
         let state = Arc::new(AppState {
@@ -200,13 +210,17 @@ impl Application {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
                 None => "password".to_owned(),
             }
-        );
+        ) + &metrics_addr
+            .map(|addr| format!(" · metrics: http://{addr}/metrics"))
+            .unwrap_or_default();
         Ok(Self {
             listener,
             local_addr,
             state,
             persister,
             stop_persister,
+            metrics_addr,
+            stop_metrics,
             description,
         })
     }
@@ -217,6 +231,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// One line saying where the server listens and what it uses.
@@ -284,6 +303,7 @@ impl Application {
             tracing::error!(error = %err, "the persister failed");
         }
         state.chat.relay().close().await;
+        self.stop_metrics.cancel();
         drop(self.state);
         if let Ok(state) = Arc::try_unwrap(state) {
             state.store.close().await?;

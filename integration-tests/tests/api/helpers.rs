@@ -23,6 +23,8 @@ pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Where Prometheus metrics are served, when the settings ask for them.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub channel: Channel,
     pub database_url: String,
     settings: Settings,
@@ -62,6 +64,7 @@ async fn start(
         .await
         .expect("server builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -74,6 +77,7 @@ async fn start(
         .expect("client connects");
     TestApp {
         addr,
+        metrics_addr,
         channel,
         database_url,
         settings,

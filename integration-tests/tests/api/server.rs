@@ -280,3 +280,71 @@ async fn shutdown_stops_the_server_and_frees_the_port() {
         .await;
     assert!(reconnect.is_err(), "nothing listens after shutdown");
 }
+
+/// The value of the sample `name` (with its labels, as printed) in a Prometheus scrape.
+fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{scrape}"))
+}
+
+#[tokio::test]
+async fn an_operator_can_scrape_prometheus_metrics() {
+    let app = spawn_app_with(|s| s.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let metrics_url = format!(
+        "http://{}/metrics",
+        app.metrics_addr.expect("metrics are on")
+    );
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Observed").await;
+    let ann = app.join(&group.id, "Ann").await.member_token;
+    let mut olga = crate::chat_client::ChatClient::open(&app, &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    let mut ann = crate::chat_client::ChatClient::open(&app, &ann, &group.id, None)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let sent = olga.send_and_ack(&format!("m{i}"), "observed").await;
+        assert_eq!(ann.next_message().await, sent);
+    }
+    olga.send("bad", " ").await;
+    olga.next_answer()
+        .await
+        .expect_err("a blank message is refused");
+
+    let scrape = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&scrape, "quickchat_messages_sent_total"), 3.0);
+    assert_eq!(sample(&scrape, "quickchat_room_streams"), 2.0);
+    assert_eq!(
+        sample(&scrape, "quickchat_deliveries_total"),
+        6.0,
+        "3 messages, 2 streams"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "quickchat_sends_rejected_total{reason=\"invalid\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, "quickchat_send_duration_seconds_count"),
+        3.0
+    );
+
+    // Without the flag nothing listens.
+    assert!(spawn_app().await.metrics_addr.is_none());
+}

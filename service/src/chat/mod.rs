@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::domain::{FieldViolation, MessageBody};
 use crate::error::ApiError;
 use crate::log::MessageLog;
+use crate::metrics::{Metrics, Rejection};
 use crate::rate_limit::TokenBuckets;
 use crate::relay::{RelayError, Replay, RoomRelay, Subscription};
 use crate::room::{ChatMessage, MessageDraft, Participant, Position, RoomEvent};
@@ -114,6 +115,7 @@ pub struct ChatHub {
     send_limits: TokenBuckets<(Uuid, Uuid)>,
     typing_limits: TokenBuckets<(Uuid, Uuid)>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 fn relay_error(err: RelayError) -> ApiError {
@@ -132,8 +134,10 @@ impl ChatHub {
         relay: Arc<dyn RoomRelay>,
         log: Arc<dyn MessageLog>,
         settings: ChatSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            metrics,
             store,
             relay,
             log,
@@ -188,6 +192,29 @@ impl ChatHub {
     /// repeating an earlier `client_message_id` of the same sender returns the original
     /// message (and `false`).
     pub async fn send(
+        &self,
+        who: &Participant,
+        group_id: Uuid,
+        client_message_id: &str,
+        body: &str,
+    ) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
+        let started = std::time::Instant::now();
+        let result = self
+            .place_and_persist(who, group_id, client_message_id, body)
+            .await;
+        match &result {
+            Ok((_, true)) => self.metrics.message_sent(started.elapsed()),
+            Ok((_, false)) => {}
+            Err(failure) => self.metrics.send_rejected(match failure.error {
+                ApiError::InvalidArgument(_) => Rejection::Invalid,
+                ApiError::ResourceExhausted(_) => Rejection::RateLimited,
+                _ => Rejection::Unavailable,
+            }),
+        }
+        result
+    }
+
+    async fn place_and_persist(
         &self,
         who: &Participant,
         group_id: Uuid,
@@ -423,7 +450,9 @@ impl ChatHub {
                 pending,
                 last,
             };
+            hub.metrics.stream_opened();
             pump.run(joined, backlog, subscription).await;
+            hub.metrics.stream_closed();
             let left = hub.relay.presence_leave(group_id, &who).await;
             if matches!(left, Ok(true))
                 && let Err(err) = hub
@@ -532,6 +561,7 @@ impl Pump {
                     return;
                 }
                 Some(Err(_lagged)) => {
+                    self.hub.metrics.slow_consumer();
                     self.out.end(Status::resource_exhausted(
                         "slow consumer: the client fell too far behind the room",
                     ));
@@ -561,6 +591,9 @@ impl Pump {
                 }
                 Some(Ok(_about_me)) => Ok(()),
             };
+            if result == Err(Gone::SlowConsumer) {
+                self.hub.metrics.slow_consumer();
+            }
             if result.is_err() {
                 return;
             }
@@ -605,6 +638,7 @@ impl Pump {
             }
             _ => None,
         };
+        self.hub.metrics.delivered();
         let Some(answer) = answer else {
             return self.out.push(Outgoing::Message(message));
         };

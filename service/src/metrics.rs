@@ -1,0 +1,174 @@
+//! Prometheus metrics: what an operator watches (the admin view of the original's Socket.IO
+//! admin UI, with health checks and reflection). Served as text on `--metrics-listen`
+//! (`GET /metrics`); off unless that flag is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why a send was refused, as the `reason` label.
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection {
+    Invalid,
+    RateLimited,
+    Unavailable,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Invalid => "invalid",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    messages_sent: Counter,
+    sends_rejected: Family<Labels, Counter>,
+    send_duration: Histogram,
+    deliveries: Counter,
+    room_streams: Gauge,
+    slow_consumers: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("quickchat");
+        let messages_sent = Counter::default();
+        registry.register(
+            "messages_sent",
+            "Messages accepted into a room (retries not counted)",
+            messages_sent.clone(),
+        );
+        let sends_rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "sends_rejected",
+            "Sends refused, by reason",
+            sends_rejected.clone(),
+        );
+        let send_duration = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register(
+            "send_duration_seconds",
+            "From accepting a send to its message being durable (the ack)",
+            send_duration.clone(),
+        );
+        let deliveries = Counter::default();
+        registry.register(
+            "deliveries",
+            "Messages queued to room streams (one per subscriber)",
+            deliveries.clone(),
+        );
+        let room_streams = Gauge::default();
+        registry.register(
+            "room_streams",
+            "Open room streams (Chat and Subscribe)",
+            room_streams.clone(),
+        );
+        let slow_consumers = Counter::default();
+        registry.register(
+            "slow_consumer_disconnects",
+            "Room streams ended because the client did not read fast enough",
+            slow_consumers.clone(),
+        );
+        Self {
+            registry,
+            messages_sent,
+            sends_rejected,
+            send_duration,
+            deliveries,
+            room_streams,
+            slow_consumers,
+        }
+    }
+
+    pub fn message_sent(&self, took: Duration) {
+        self.messages_sent.inc();
+        self.send_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn send_rejected(&self, why: Rejection) {
+        self.sends_rejected
+            .get_or_create(&vec![("reason", why.label())])
+            .inc();
+    }
+
+    pub fn delivered(&self) {
+        self.deliveries.inc();
+    }
+
+    pub fn stream_opened(&self) {
+        self.room_streams.inc();
+    }
+
+    pub fn stream_closed(&self) {
+        self.room_streams.dec();
+    }
+
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `stop` is cancelled. Returns the bound address.
+pub async fn serve(
+    metrics: Arc<Metrics>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let local = listener.local_addr()?;
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(error = %err, "metrics endpoint stopped");
+        }
+    });
+    Ok(local)
+}
