@@ -10,28 +10,13 @@ use uuid::Uuid;
 
 use super::MessageLog;
 use crate::room::ChatMessage;
-use crate::store::{NewUser, Store};
+use crate::store::Store;
 
 async fn group(store: &Store) -> Uuid {
-    let owner = store
-        .create_user(NewUser {
-            name: "Owner",
-            email: Some(&format!("{}@example.com", Uuid::new_v4())),
-            provider: "local",
-            subject: None,
-            password_hash: None,
-            image_url: None,
-        })
-        .await
-        .unwrap();
-    store
-        .create_group(owner.id, "Log test", "hash".into())
-        .await
-        .unwrap()
-        .id
+    crate::store::test_group(store).await
 }
 
-fn message(group_id: Uuid, offset: u64) -> Arc<ChatMessage> {
+pub(crate) fn message(group_id: Uuid, offset: u64) -> Arc<ChatMessage> {
     Arc::new(ChatMessage {
         id: Uuid::now_v7(),
         group_id,

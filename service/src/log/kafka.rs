@@ -535,7 +535,7 @@ mod tests {
 
     use super::*;
     use crate::log::persister;
-    use crate::store::{NewUser, Store};
+    use crate::store::Store;
 
     /// Generous bound for anything that involves a consumer group (joining takes seconds).
     const PATIENCE: Duration = Duration::from_secs(90);
@@ -584,22 +584,7 @@ mod tests {
     crate::log_conformance_suite!(factory);
 
     async fn group(store: &Store) -> Uuid {
-        let owner = store
-            .create_user(NewUser {
-                name: "Owner",
-                email: Some(&format!("{}@example.com", Uuid::new_v4())),
-                provider: "local",
-                subject: None,
-                password_hash: None,
-                image_url: None,
-            })
-            .await
-            .unwrap();
-        store
-            .create_group(owner.id, "Kafka test", "hash".into())
-            .await
-            .unwrap()
-            .id
+        crate::store::test_group(store).await
     }
 
     fn message(group_id: Uuid, offset: u64) -> Arc<ChatMessage> {

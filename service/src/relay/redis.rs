@@ -1362,7 +1362,6 @@ mod tests {
 
     use super::*;
     use crate::relay::conformance::draft;
-    use crate::store::NewUser;
 
     const WAIT: Duration = Duration::from_secs(20);
 
@@ -1579,22 +1578,7 @@ mod tests {
     }
 
     async fn group_with_messages(store: &Store, count: u64) -> Uuid {
-        let owner = store
-            .create_user(NewUser {
-                name: "Owner",
-                email: Some(&format!("{}@example.com", Uuid::new_v4())),
-                provider: "local",
-                subject: None,
-                password_hash: None,
-                image_url: None,
-            })
-            .await
-            .unwrap();
-        let group = store
-            .create_group(owner.id, "Relay test", "hash".into())
-            .await
-            .unwrap()
-            .id;
+        let group = crate::store::test_group(store).await;
         let stored: Vec<_> = (1..=count)
             .map(|offset| Arc::new(draft(group, Uuid::new_v4(), "", "stored").place(offset)))
             .collect();

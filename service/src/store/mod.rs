@@ -504,3 +504,24 @@ fn chat_message(row: messages::Model) -> ChatMessage {
         created_at: row.created_at,
     }
 }
+
+/// A user-owned group to hang test messages on (messages need an existing group).
+#[cfg(test)]
+pub(crate) async fn test_group(store: &Store) -> Uuid {
+    let owner = store
+        .create_user(NewUser {
+            name: "Owner",
+            email: Some(&format!("{}@example.com", Uuid::new_v4())),
+            provider: "local",
+            subject: None,
+            password_hash: None,
+            image_url: None,
+        })
+        .await
+        .expect("test user");
+    store
+        .create_group(owner.id, "Test group", "hash".into())
+        .await
+        .expect("test group")
+        .id
+}
