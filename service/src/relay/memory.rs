@@ -3,13 +3,22 @@
 //! its presence counts. A room's first offset continues from the newest stored message, so
 //! offsets stay unique across restarts; the epoch is new for every process, because a
 //! message published just before a crash may never have been stored.
+//!
+//! Memory stays bounded by the rooms in use: a room nobody subscribes to, nobody is present
+//! in and nobody published to for a while is forgotten (its messages are in the store). If it
+//! is used again it starts over from the store under a new epoch, so a client that still
+//! holds a position from before is told recovery is impossible rather than trusting offsets
+//! that may have been reassigned.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::{OnceCell, broadcast};
+use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
@@ -17,15 +26,28 @@ use super::{Lagged, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::Store;
 
+/// How long an unused room stays in memory by default.
+const DEFAULT_IDLE: Duration = Duration::from_secs(10 * 60);
+
 pub struct InProcessRelay {
-    epoch: String,
+    /// This process's part of every room epoch.
+    process: String,
+    /// Makes the epoch of each room (re)created in this process unique.
+    generation: AtomicU64,
     store: Store,
     window: usize,
     feed_capacity: usize,
-    rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
+    idle: Duration,
+    rooms: Mutex<Rooms>,
+}
+
+struct Rooms {
+    by_id: HashMap<Uuid, Arc<Room>>,
+    last_sweep: Instant,
 }
 
 struct Room {
+    epoch: String,
     seeded: OnceCell<()>,
     state: Mutex<RoomState>,
     feed: broadcast::Sender<RoomEvent>,
@@ -39,6 +61,8 @@ struct RoomState {
     dedupe: HashMap<(Uuid, String), Arc<ChatMessage>>,
     /// Open streams per participant.
     presence: HashMap<Uuid, (Participant, usize)>,
+    /// Last publish, subscribe or join.
+    last_used: Option<Instant>,
 }
 
 impl InProcessRelay {
@@ -46,21 +70,40 @@ impl InProcessRelay {
     /// fall behind the room before it is dropped as lagging.
     pub fn new(store: Store, window: usize, feed_capacity: usize) -> Self {
         Self {
-            epoch: Uuid::new_v4().simple().to_string(),
+            process: Uuid::new_v4().simple().to_string(),
+            generation: AtomicU64::new(0),
             store,
             window: window.max(1),
             feed_capacity: feed_capacity.max(1),
-            rooms: Mutex::new(HashMap::new()),
+            idle: DEFAULT_IDLE,
+            rooms: Mutex::new(Rooms {
+                by_id: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
         }
+    }
+
+    /// Forget unused rooms after `idle` instead of the default ten minutes.
+    pub fn with_idle_eviction(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
     }
 
     async fn room(&self, group_id: Uuid) -> Result<Arc<Room>, RelayError> {
         let room = {
             let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+            if rooms.last_sweep.elapsed() >= self.idle.min(Duration::from_secs(60)) {
+                rooms.last_sweep = Instant::now();
+                let idle = self.idle;
+                rooms.by_id.retain(|_, room| room.in_use(idle));
+            }
             rooms
+                .by_id
                 .entry(group_id)
                 .or_insert_with(|| {
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed);
                     Arc::new(Room {
+                        epoch: format!("{}-{generation}", self.process),
                         seeded: OnceCell::new(),
                         state: Mutex::new(RoomState::default()),
                         feed: broadcast::channel(self.feed_capacity).0,
@@ -87,6 +130,17 @@ impl Room {
     fn state(&self) -> std::sync::MutexGuard<'_, RoomState> {
         self.state.lock().expect("room lock poisoned")
     }
+
+    /// Whether forgetting the room now could lose anything: someone holds it (an operation
+    /// in flight), subscribes to it or is present, or it was used within `idle` (long
+    /// enough for any append of its messages to have finished).
+    fn in_use(self: &Arc<Self>, idle: Duration) -> bool {
+        if Arc::strong_count(self) > 1 || self.feed.receiver_count() > 0 {
+            return true;
+        }
+        let state = self.state();
+        !state.presence.is_empty() || state.last_used.is_some_and(|t| t.elapsed() < idle)
+    }
 }
 
 #[async_trait]
@@ -107,6 +161,7 @@ impl RoomRelay for InProcessRelay {
         {
             return Ok(Published::Duplicate(original.clone()));
         }
+        state.last_used = Some(Instant::now());
         state.last_offset += 1;
         let message = Arc::new(draft.place(state.last_offset));
         state.window.push_back(message.clone());
@@ -134,11 +189,12 @@ impl RoomRelay for InProcessRelay {
 
     async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError> {
         let room = self.room(group_id).await?;
-        let state = room.state();
+        let mut state = room.state();
+        state.last_used = Some(Instant::now());
         let events =
             BroadcastStream::new(room.feed.subscribe()).map(|item| item.map_err(|_| Lagged));
         Ok(Subscription {
-            epoch: self.epoch.clone(),
+            epoch: room.epoch.clone(),
             head: state.last_offset,
             events: events.boxed(),
         })
@@ -151,10 +207,10 @@ impl RoomRelay for InProcessRelay {
         after: u64,
         up_to: u64,
     ) -> Result<Replay, RelayError> {
-        if epoch != self.epoch {
+        let room = self.room(group_id).await?;
+        if epoch != room.epoch {
             return Ok(Replay::EpochChanged);
         }
-        let room = self.room(group_id).await?;
         let state = room.state();
         let in_range = |m: &&Arc<ChatMessage>| m.offset > after && m.offset <= up_to;
         let messages: Vec<_> = state.window.iter().filter(in_range).cloned().collect();
@@ -187,6 +243,7 @@ impl RoomRelay for InProcessRelay {
     async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let room = self.room(group_id).await?;
         let mut state = room.state();
+        state.last_used = Some(Instant::now());
         let entry = state
             .presence
             .entry(who.id)
@@ -225,6 +282,7 @@ impl RoomRelay for InProcessRelay {
             .rooms
             .lock()
             .expect("relay lock poisoned")
+            .by_id
             .remove(&group_id);
         if let Some(room) = room {
             let _ = room.feed.send(RoomEvent::Closed);
@@ -245,4 +303,36 @@ mod tests {
     }
 
     crate::relay_conformance_suite!(relay);
+
+    #[tokio::test]
+    async fn unused_rooms_are_forgotten_and_restart_from_the_store_under_a_new_epoch() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let relay = InProcessRelay::new(store.clone(), 100, 64)
+            .with_idle_eviction(Duration::from_millis(100));
+        let (quiet, busy) = (crate::store::test_group(&store).await, Uuid::new_v4());
+        let mut published = Vec::new();
+        for _ in 0..3 {
+            let draft = crate::relay::conformance::draft(quiet, Uuid::new_v4(), "", "hi");
+            published.push(relay.publish(draft).await.unwrap().message().clone());
+        }
+        store.insert_messages(&published).await.unwrap();
+        let old_epoch = relay.subscribe(quiet).await.unwrap().epoch; // dropped at once
+        let held = relay.subscribe(busy).await.unwrap();
+
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = relay.subscribe(quiet).await.unwrap();
+        assert_ne!(
+            again.epoch, old_epoch,
+            "a forgotten room comes back under a new epoch"
+        );
+        assert_eq!(again.head, 3, "its offsets continue from the store");
+        assert_eq!(
+            relay.replay(quiet, &old_epoch, 1, 3).await.unwrap(),
+            Replay::EpochChanged
+        );
+        let next = crate::relay::conformance::draft(quiet, Uuid::new_v4(), "", "hi");
+        assert_eq!(relay.publish(next).await.unwrap().message().offset, 4);
+        // A room with a subscriber is kept, whatever its age.
+        assert_eq!(relay.subscribe(busy).await.unwrap().epoch, held.epoch);
+    }
 }
