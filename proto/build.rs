@@ -16,6 +16,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("quickchat_descriptor.bin"))
         .compile_with_config(config, &protos, &[PathBuf::from("."), well_known])?;
+    // A second pass generates only ChatService's server again, with the stream responses
+    // mapped to pre-encoded frames (see `frames` in lib.rs); every other type is the one
+    // generated above.
+    let frames_dir = out_dir.join("frames");
+    std::fs::create_dir_all(&frames_dir)?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&frames_dir)
+        .extern_path(".quickchat.v1", "crate::v1")
+        .extern_path(".quickchat.v1.ChatResponse", "crate::frames::EventFrame")
+        .extern_path(
+            ".quickchat.v1.SubscribeResponse",
+            "crate::frames::EventFrame",
+        )
+        .compile_with_config(
+            config,
+            &[PathBuf::from("quickchat/v1/chat.proto")],
+            &[PathBuf::from("."), protoc_bin_vendored::include_path()?],
+        )?;
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

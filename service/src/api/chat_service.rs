@@ -4,7 +4,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use quickchat_proto::v1::{self, chat_service_server::ChatService};
+use prost::Message as _;
+use quickchat_proto::frames::{EventFrame, chat_service_server::ChatService};
+use quickchat_proto::v1;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 use uuid::Uuid;
@@ -72,65 +74,67 @@ fn since(position: Option<v1::StreamPosition>) -> Option<Position> {
     })
 }
 
-/// `ChatResponse` and `SubscribeResponse` carry the same oneof; one mapping serves both.
-macro_rules! room_event_response {
-    ($response:ident, $event:ident) => {
-        impl From<Outgoing> for v1::$response {
-            fn from(event: Outgoing) -> Self {
-                use v1::$event::Event;
-                let event = match event {
-                    Outgoing::Joined {
-                        epoch,
-                        offset,
-                        recovered,
-                        online,
-                    } => Event::Joined(v1::Joined {
-                        epoch,
-                        offset,
-                        recovered,
-                        online: online.iter().map(participant_to_proto).collect(),
-                    }),
-                    Outgoing::Message(m) => Event::Message(message_to_proto(&m)),
-                    Outgoing::Ack {
-                        client_message_id,
-                        message,
-                    } => Event::Ack(v1::Ack {
-                        client_message_id,
-                        message: Some(message_to_proto(&message)),
-                    }),
-                    Outgoing::Typing(p) => Event::Typing(v1::TypingEvent {
-                        member: Some(participant_to_proto(&p)),
-                    }),
-                    Outgoing::MemberJoined(p) => Event::MemberJoined(v1::PresenceEvent {
-                        member: Some(participant_to_proto(&p)),
-                    }),
-                    Outgoing::MemberLeft(p) => Event::MemberLeft(v1::PresenceEvent {
-                        member: Some(participant_to_proto(&p)),
-                    }),
-                    Outgoing::SendRejected {
-                        client_message_id,
-                        status,
-                    } => Event::SendRejected(v1::SendRejected {
-                        client_message_id,
-                        code: status.code() as i32,
-                        message: status.message().to_owned(),
-                    }),
-                };
-                v1::$response { event: Some(event) }
+/// A room event as sent on `Chat` and `Subscribe` (their responses are wire-identical). A
+/// message is encoded once, on its first delivery, and every other stream gets the same
+/// bytes; the other events are for one stream and encoded for it.
+impl From<Outgoing> for EventFrame {
+    fn from(event: Outgoing) -> Self {
+        use v1::chat_response::Event;
+        let event = match event {
+            Outgoing::Message(m) => {
+                return EventFrame::from_encoded(m.wire.get_or_init(|| {
+                    let response = v1::ChatResponse {
+                        event: Some(Event::Message(message_to_proto(&m))),
+                    };
+                    response.encode_to_vec().into()
+                }));
             }
-        }
-    };
+            Outgoing::Joined {
+                epoch,
+                offset,
+                recovered,
+                online,
+            } => Event::Joined(v1::Joined {
+                epoch,
+                offset,
+                recovered,
+                online: online.iter().map(participant_to_proto).collect(),
+            }),
+            Outgoing::Ack {
+                client_message_id,
+                message,
+            } => Event::Ack(v1::Ack {
+                client_message_id,
+                message: Some(message_to_proto(&message)),
+            }),
+            Outgoing::Typing(p) => Event::Typing(v1::TypingEvent {
+                member: Some(participant_to_proto(&p)),
+            }),
+            Outgoing::MemberJoined(p) => Event::MemberJoined(v1::PresenceEvent {
+                member: Some(participant_to_proto(&p)),
+            }),
+            Outgoing::MemberLeft(p) => Event::MemberLeft(v1::PresenceEvent {
+                member: Some(participant_to_proto(&p)),
+            }),
+            Outgoing::SendRejected {
+                client_message_id,
+                status,
+            } => Event::SendRejected(v1::SendRejected {
+                client_message_id,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            }),
+        };
+        EventFrame::encode(&v1::ChatResponse { event: Some(event) })
+    }
 }
-
-room_event_response!(ChatResponse, chat_response);
-room_event_response!(SubscribeResponse, subscribe_response);
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ChatService for ChatApi {
-    type ChatStream = ResponseStream<v1::ChatResponse>;
-    type SubscribeStream = ResponseStream<v1::SubscribeResponse>;
+    type ChatStream = ResponseStream<EventFrame>;
+    type SubscribeStream = ResponseStream<EventFrame>;
 
     #[instrument(skip_all)]
     async fn chat(
@@ -159,7 +163,7 @@ impl ChatService for ChatApi {
         let who = hub.authorize(&principal, group_id).await?;
 
         let (out, stream) =
-            outbound::channel::<v1::ChatResponse>(self.state.chat_settings.outbound_capacity);
+            outbound::channel::<EventFrame>(self.state.chat_settings.outbound_capacity);
         let pending = PendingSends::default();
         hub.open(
             who.clone(),
@@ -181,7 +185,7 @@ impl ChatService for ChatApi {
         let (who, group_id) = self
             .participant(&request, &request.get_ref().group_id)
             .await?;
-        let (out, stream): (_, EventStream<v1::SubscribeResponse>) =
+        let (out, stream): (_, EventStream<EventFrame>) =
             outbound::channel(self.state.chat_settings.outbound_capacity);
         self.hub()
             .open(who, group_id, since(request.into_inner().since), out, None)
@@ -306,5 +310,44 @@ async fn handle_requests(
         if pushed.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_encoded_once_for_every_stream_and_decodes_as_either_response() {
+        let message = Arc::new(crate::room::ChatMessage {
+            id: Uuid::now_v7(),
+            group_id: Uuid::new_v4(),
+            offset: 7,
+            sender_id: Uuid::new_v4(),
+            sender_name: "Ann".into(),
+            body: "hello everyone".into(),
+            client_message_id: "c-7".into(),
+            created_at: crate::store::now(),
+            wire: Default::default(),
+        });
+        let first = EventFrame::from(Outgoing::Message(message.clone()));
+        let second = EventFrame::from(Outgoing::Message(message.clone()));
+        assert_eq!(
+            first.bytes().as_ptr(),
+            second.bytes().as_ptr(),
+            "the same bytes, not a new encoding"
+        );
+
+        let expected = message_to_proto(&message);
+        let as_chat = v1::ChatResponse::decode(first.bytes().clone()).unwrap();
+        assert_eq!(
+            as_chat.event,
+            Some(v1::chat_response::Event::Message(expected.clone()))
+        );
+        let as_subscribe = v1::SubscribeResponse::decode(second.bytes().clone()).unwrap();
+        assert_eq!(
+            as_subscribe.event,
+            Some(v1::subscribe_response::Event::Message(expected))
+        );
     }
 }

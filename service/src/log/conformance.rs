@@ -26,6 +26,7 @@ pub(crate) fn message(group_id: Uuid, offset: u64) -> Arc<ChatMessage> {
         body: format!("message {offset}"),
         client_message_id: String::new(),
         created_at: chrono::Utc::now().trunc_subsecs(6),
+        wire: Default::default(),
     })
 }
 

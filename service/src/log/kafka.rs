@@ -471,6 +471,7 @@ fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
         body: m.body,
         client_message_id: m.client_message_id,
         created_at,
+        wire: Default::default(),
     })
 }
 
@@ -597,6 +598,7 @@ mod tests {
             body: format!("message {offset}"),
             client_message_id: format!("client-{offset}"),
             created_at: Utc::now().trunc_subsecs(6),
+            wire: Default::default(),
         })
     }
 

@@ -1041,6 +1041,7 @@ fn decode_message(
         body: field("body")?.clone(),
         client_message_id: field("cmid")?.clone(),
         created_at: DateTime::<Utc>::from_timestamp_micros(field("at")?.parse().ok()?)?,
+        wire: Default::default(),
     })
 }
 

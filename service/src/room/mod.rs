@@ -19,6 +19,39 @@ pub struct ChatMessage {
     /// The sender's idempotency key.
     pub client_message_id: String,
     pub created_at: DateTime<Utc>,
+    /// The message as an encoded room event, made on first delivery and then shared by
+    /// every stream (see `quickchat_proto::frames`).
+    pub wire: WireCache,
+}
+
+/// A lazily filled encoding of a message. Not part of the message's identity: two messages
+/// are equal whether or not either has been encoded yet.
+#[derive(Clone, Default)]
+pub struct WireCache(std::sync::OnceLock<prost::bytes::Bytes>);
+
+impl WireCache {
+    /// The encoding, made by `encode` the first time.
+    pub fn get_or_init(&self, encode: impl FnOnce() -> prost::bytes::Bytes) -> prost::bytes::Bytes {
+        self.0.get_or_init(encode).clone()
+    }
+}
+
+impl PartialEq for WireCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WireCache {}
+
+impl std::fmt::Debug for WireCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "WireCache(encoded)"
+        } else {
+            "WireCache(empty)"
+        })
+    }
 }
 
 /// A message before the relay has placed it in its room.
@@ -44,6 +77,7 @@ impl MessageDraft {
             body: self.body,
             client_message_id: self.client_message_id,
             created_at: self.created_at,
+            wire: Default::default(),
         }
     }
 }

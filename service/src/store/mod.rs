@@ -502,6 +502,7 @@ fn chat_message(row: messages::Model) -> ChatMessage {
         body: row.body,
         client_message_id: row.client_message_id.unwrap_or_default(),
         created_at: row.created_at,
+        wire: Default::default(),
     }
 }
 
