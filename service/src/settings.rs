@@ -50,6 +50,8 @@ pub struct Settings {
     pub persister_enabled: bool,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` turns them off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Longest shutdown waits for the persister to write what the log still holds.
+    pub persister_drain_timeout: Duration,
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -128,6 +130,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             persister_enabled: true,
             metrics_listen: None,
+            persister_drain_timeout: Duration::from_secs(30),
         }
     }
 }

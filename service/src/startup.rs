@@ -38,6 +38,7 @@ use crate::settings::Settings;
 use crate::store::Store;
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
+
 const MIN_SECRET_BYTES: usize = 32;
 
 /// A built server: the listener is bound (so [`Application::port`] is known, even for port
@@ -48,6 +49,7 @@ pub struct Application {
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
+    persister_drain_timeout: Duration,
     metrics_addr: Option<SocketAddr>,
     stop_metrics: CancellationToken,
     description: String,
@@ -219,6 +221,7 @@ impl Application {
             state,
             persister,
             stop_persister,
+            persister_drain_timeout: settings.persister_drain_timeout,
             metrics_addr,
             stop_metrics,
             description,
@@ -297,10 +300,18 @@ impl Application {
         // The in-process log's persister ends once it has drained the closed log; a Kafka
         // consumer is told to stop (what it has not committed is read again by the group).
         self.stop_persister.cancel();
-        if let Some(persister) = self.persister
-            && let Err(err) = persister.await
-        {
-            tracing::error!(error = %err, "the persister failed");
+        // Bounded: a persister retrying against a database that is down must not keep the
+        // process alive. What it has not written was never acknowledged (in-process log) or
+        // is read again from Kafka by the consumer group.
+        if let Some(persister) = self.persister {
+            match tokio::time::timeout(self.persister_drain_timeout, persister).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "the persister failed"),
+                Err(_) => tracing::error!(
+                    timeout_secs = self.persister_drain_timeout.as_secs(),
+                    "the persister did not drain in time; stopping without it"
+                ),
+            }
         }
         state.chat.relay().close().await;
         self.stop_metrics.cancel();

@@ -348,3 +348,34 @@ async fn an_operator_can_scrape_prometheus_metrics() {
     // Without the flag nothing listens.
     assert!(spawn_app().await.metrics_addr.is_none());
 }
+
+#[tokio::test]
+async fn a_server_whose_database_broke_still_shuts_down() {
+    use std::time::Duration;
+    let app = spawn_app_with(|s| {
+        s.chat.append_timeout = Duration::from_millis(500);
+        s.persister_drain_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Doomed").await;
+    let mut olga = crate::chat_client::ChatClient::open(&app, &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    app.store()
+        .await
+        .connection()
+        .execute_unprepared("DROP TABLE messages")
+        .await
+        .unwrap();
+
+    // The message cannot be stored: the sender is told, not acked.
+    olga.send("m1", "into the void").await;
+    let rejected = olga
+        .next_answer()
+        .await
+        .expect_err("not durable, not acked");
+    assert_eq!(rejected.code, Code::Unavailable as i32, "{rejected:?}");
+    // The persister keeps retrying; shutdown gives up on it after the drain timeout.
+    app.stop().await;
+}
