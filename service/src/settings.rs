@@ -52,6 +52,9 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest shutdown waits for the persister to write what the log still holds.
     pub persister_drain_timeout: Duration,
+    /// Behind a trusted load balancer: the request header holding the client's address
+    /// (its last entry), used for per-client limits. `None`: the connection's address.
+    pub client_ip_header: Option<String>,
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -131,6 +134,7 @@ impl Default for Settings {
             persister_enabled: true,
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
+            client_ip_header: None,
         }
     }
 }
@@ -248,6 +252,11 @@ pub struct ServerArgs {
     /// Seconds a dead node's members stay listed as online.
     #[arg(long, env = "QUICKCHAT_REDIS_PRESENCE_TTL_SECS", default_value_t = 30)]
     pub redis_presence_ttl_secs: u64,
+    /// Behind a trusted load balancer, the header carrying the client's address, e.g.
+    /// x-forwarded-for (its last entry is used). Only set this when every request comes
+    /// through the balancer: clients could otherwise choose their own address.
+    #[arg(long, env = "QUICKCHAT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(long, env = "QUICKCHAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -294,6 +303,7 @@ impl From<ServerArgs> for Settings {
             },
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,
+            client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
             ..Settings::default()
         }
     }

@@ -199,6 +199,7 @@ impl Application {
             dummy_password_hash: password::dummy_hash().await?,
             chat,
             chat_settings: settings.chat.clone(),
+            client_ip_header: settings.client_ip_header.clone(),
         });
 
         let listener = TcpListener::bind(settings.listen)

@@ -174,3 +174,73 @@ async fn five_wrong_passcodes_lock_the_group_for_that_client() {
         .await
         .unwrap();
 }
+
+fn join_from(
+    group_id: &str,
+    passcode: &str,
+    forwarded_for: &str,
+) -> tonic::Request<v1::JoinGroupRequest> {
+    let mut request = tonic::Request::new(join_request(group_id, "Max", passcode));
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_lock_out_is_per_client_not_per_proxy() {
+    let app =
+        crate::helpers::spawn_app_with(|s| s.client_ip_header = Some("x-forwarded-for".into()))
+            .await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Rustaceans").await;
+
+    for _ in 0..5 {
+        expect_code(
+            app.groups()
+                .join_group(join_from(&group.id, "0000", "198.51.100.7"))
+                .await,
+            Code::PermissionDenied,
+        );
+    }
+    expect_code(
+        app.groups()
+            .join_group(join_from(&group.id, "1234", "198.51.100.7"))
+            .await,
+        Code::ResourceExhausted,
+    );
+    // A client cannot escape by prepending an address of its choice: the proxy's entry is last.
+    expect_code(
+        app.groups()
+            .join_group(join_from(&group.id, "1234", "203.0.113.9, 198.51.100.7"))
+            .await,
+        Code::ResourceExhausted,
+    );
+    // Everyone else behind the same proxy can still join.
+    app.groups()
+        .join_group(join_from(&group.id, "1234", "203.0.113.9"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_forwarded_headers_are_ignored() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Rustaceans").await;
+    for i in 0..5 {
+        let spoofed = format!("198.51.100.{i}");
+        expect_code(
+            app.groups()
+                .join_group(join_from(&group.id, "0000", &spoofed))
+                .await,
+            Code::PermissionDenied,
+        );
+    }
+    expect_code(
+        app.groups()
+            .join_group(join_from(&group.id, "1234", "203.0.113.9"))
+            .await,
+        Code::ResourceExhausted,
+    );
+}

@@ -349,7 +349,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::JoinGroupRequest>,
     ) -> Result<Response<v1::JoinGroupResponse>, Status> {
-        let peer = peer_ip(&request);
+        let peer = peer_ip(&request, self.state.client_ip_header.as_deref());
         Ok(Response::new(self.join(peer, request.into_inner()).await?))
     }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub dummy_password_hash: String,
     pub chat: Arc<ChatHub>,
     pub chat_settings: ChatSettings,
+    /// Header naming the client's address when a trusted proxy is in front.
+    pub client_ip_header: Option<String>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -59,10 +61,19 @@ pub(crate) fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError>
 }
 
 /// The client's address, for per-client limits.
-pub(crate) fn peer_ip<T>(request: &tonic::Request<T>) -> IpAddr {
-    request
-        .remote_addr()
-        .map(|a| a.ip())
+///
+/// Behind a load balancer the connection comes from the balancer, so with
+/// `--client-ip-header` set (e.g. `x-forwarded-for`) the client is the last address in that
+/// header — the one the balancer itself appended; earlier entries are client-supplied and
+/// not trusted.
+pub(crate) fn peer_ip<T>(request: &tonic::Request<T>, client_ip_header: Option<&str>) -> IpAddr {
+    let forwarded = client_ip_header
+        .and_then(|name| request.metadata().get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    forwarded
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
