@@ -44,6 +44,9 @@ pub struct Metrics {
     deliveries: Counter,
     room_streams: Gauge,
     slow_consumers: Counter,
+    persisted_messages: Counter,
+    persist_batches: Counter,
+    persist_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -91,6 +94,24 @@ impl Metrics {
             "Room streams ended because the client did not read fast enough",
             slow_consumers.clone(),
         );
+        let persisted_messages = Counter::default();
+        registry.register(
+            "persisted_messages",
+            "Messages the persister wrote to the database (replays included)",
+            persisted_messages.clone(),
+        );
+        let persist_batches = Counter::default();
+        registry.register(
+            "persist_batches",
+            "Batches the persister committed",
+            persist_batches.clone(),
+        );
+        let persist_failures = Counter::default();
+        registry.register(
+            "persist_failures",
+            "Batch writes the database refused (each is retried)",
+            persist_failures.clone(),
+        );
         Self {
             registry,
             messages_sent,
@@ -99,6 +120,9 @@ impl Metrics {
             deliveries,
             room_streams,
             slow_consumers,
+            persisted_messages,
+            persist_batches,
+            persist_failures,
         }
     }
 
@@ -127,6 +151,15 @@ impl Metrics {
 
     pub fn slow_consumer(&self) {
         self.slow_consumers.inc();
+    }
+
+    pub fn batch_persisted(&self, messages: usize) {
+        self.persist_batches.inc();
+        self.persisted_messages.inc_by(messages as u64);
+    }
+
+    pub fn persist_failed(&self) {
+        self.persist_failures.inc();
     }
 
     /// The text exposition format.

@@ -128,6 +128,7 @@ impl Application {
                 settings.room_feed_capacity,
             )),
         };
+        let metrics = Arc::new(Metrics::new());
         let stop_persister = CancellationToken::new();
         let (log, persister): (Arc<dyn MessageLog>, _) = match &settings.kafka_brokers {
             Some(brokers) => {
@@ -143,10 +144,11 @@ impl Application {
                         )
                         .await
                         .context("cannot start the persister's Kafka consumer")?;
-                        Some(tokio::spawn(persister::run(
+                        Some(tokio::spawn(persister::run_observed(
                             source,
                             store.clone(),
                             settings.persist_batch,
+                            Some(metrics.clone()),
                         )))
                     }
                     false => None,
@@ -155,10 +157,11 @@ impl Application {
             }
             None => {
                 let (log, source) = InProcessLog::new(settings.log_capacity);
-                let persister = tokio::spawn(persister::run(
+                let persister = tokio::spawn(persister::run_observed(
                     source,
                     store.clone(),
                     settings.persist_batch,
+                    Some(metrics.clone()),
                 ));
                 (Arc::new(log), Some(persister))
             }
@@ -173,7 +176,6 @@ impl Application {
                 "elsewhere"
             }
         );
-        let metrics = Arc::new(Metrics::new());
         let stop_metrics = CancellationToken::new();
         let metrics_addr = match settings.metrics_listen {
             Some(addr) => Some(metrics::serve(metrics.clone(), addr, stop_metrics.clone()).await?),

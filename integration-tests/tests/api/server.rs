@@ -344,6 +344,10 @@ async fn an_operator_can_scrape_prometheus_metrics() {
         sample(&scrape, "quickchat_send_duration_seconds_count"),
         3.0
     );
+    // Acked means persisted on the embedded default: the persister has written all three.
+    assert_eq!(sample(&scrape, "quickchat_persisted_messages_total"), 3.0);
+    assert!(sample(&scrape, "quickchat_persist_batches_total") >= 1.0);
+    assert_eq!(sample(&scrape, "quickchat_persist_failures_total"), 0.0);
 
     // Without the flag nothing listens.
     assert!(spawn_app().await.metrics_addr.is_none());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::metrics::Metrics;
 use crate::room::ChatMessage;
 use crate::store::Store;
 
@@ -29,13 +30,31 @@ pub trait LogSource: Send + 'static {
 
 /// Runs until the source is closed and drained. A batch the store refuses is retried with
 /// backoff (the store may be restarting); it is never skipped.
-pub async fn run<S: LogSource>(mut source: S, store: Store, max_batch: usize) {
+pub async fn run<S: LogSource>(source: S, store: Store, max_batch: usize) {
+    run_observed(source, store, max_batch, None).await
+}
+
+/// [`run`], counting batches, messages and failures in `metrics`.
+pub async fn run_observed<S: LogSource>(
+    mut source: S,
+    store: Store,
+    max_batch: usize,
+    metrics: Option<Arc<Metrics>>,
+) {
     while let Some((batch, receipt)) = source.next_batch(max_batch.max(1)).await {
         let mut backoff = Duration::from_millis(50);
         loop {
             match store.insert_messages(&batch).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    if let Some(metrics) = &metrics {
+                        metrics.batch_persisted(batch.len());
+                    }
+                    break;
+                }
                 Err(err) => {
+                    if let Some(metrics) = &metrics {
+                        metrics.persist_failed();
+                    }
                     tracing::warn!(error = %err, batch = batch.len(), "persisting messages failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
