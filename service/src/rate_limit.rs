@@ -1,6 +1,8 @@
-//! Rate limits kept in memory, with memory bounded by sweeping idle entries:
-//! [`PasscodeLimiter`] locks a client out of a group after too many wrong passcodes;
-//! [`TokenBuckets`] limits how often each key (e.g. a member in a room) may act.
+//! Rate limits. [`PasscodeGuard`] locks a client out of a group after too many wrong
+//! passcodes: in memory on one node ([`PasscodeLimiter`], memory bounded by sweeping idle
+//! entries) or shared by a cluster through Redis ([`RedisPasscodeLimiter`]), so that spreading
+//! guesses over the nodes gains nothing. [`TokenBuckets`] limits how often each key (e.g. a
+//! member in a room) may act on one node.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -20,6 +22,112 @@ type Key = (Uuid, IpAddr);
 struct Window {
     started: Instant,
     failures: u32,
+}
+
+/// The wrong-passcode lock-out, wherever its counts live.
+#[async_trait::async_trait]
+pub trait PasscodeGuard: Send + Sync + 'static {
+    /// `Err(wait)` while `peer` is locked out of `group_id`, with the time left.
+    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration>;
+
+    /// Counts one wrong passcode.
+    async fn record_failure(&self, group_id: Uuid, peer: IpAddr);
+}
+
+#[async_trait::async_trait]
+impl PasscodeGuard for PasscodeLimiter {
+    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration> {
+        PasscodeLimiter::check(self, group_id, peer)
+    }
+
+    async fn record_failure(&self, group_id: Uuid, peer: IpAddr) {
+        PasscodeLimiter::record_failure(self, group_id, peer)
+    }
+}
+
+/// The lock-out shared by every node through Redis: one counter per (group, client) that
+/// expires `window` after the first failure. If Redis cannot be reached the check lets the
+/// attempt through (and says so in the log) rather than locking everyone out.
+pub struct RedisPasscodeLimiter {
+    client: fred::prelude::Client,
+    prefix: String,
+    max_failures: u32,
+    window: Duration,
+}
+
+/// Counts a failure, starting the window on the first one.
+const RECORD_FAILURE: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"#;
+
+impl RedisPasscodeLimiter {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        max_failures: u32,
+        window: Duration,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        use fred::prelude::{Builder, ClientLike, Config};
+        let config = Config::from_url(url).context("parsing the redis url")?;
+        let client = Builder::from_config(config)
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
+            .build()
+            .context("building the redis client")?;
+        client
+            .init()
+            .await
+            .context("connecting to redis for the passcode lock-out")?;
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+            max_failures,
+            window,
+        })
+    }
+
+    fn key(&self, group_id: Uuid, peer: IpAddr) -> String {
+        format!("{}:passcode-failures:{group_id}:{peer}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl PasscodeGuard for RedisPasscodeLimiter {
+    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration> {
+        use fred::prelude::KeysInterface;
+        let key = self.key(group_id, peer);
+        let failures: Option<u64> = match self.client.get(&key).await {
+            Ok(failures) => failures,
+            Err(err) => {
+                tracing::warn!(error = %err, "passcode lock-out unavailable; allowing the attempt");
+                return Ok(());
+            }
+        };
+        if failures.unwrap_or(0) < u64::from(self.max_failures) {
+            return Ok(());
+        }
+        match self.client.pttl::<i64, _>(&key).await {
+            Ok(ms) if ms > 0 => Err(Duration::from_millis(ms as u64)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn record_failure(&self, group_id: Uuid, peer: IpAddr) {
+        use fred::prelude::LuaInterface;
+        let recorded: Result<u64, _> = self
+            .client
+            .eval(
+                RECORD_FAILURE,
+                vec![self.key(group_id, peer)],
+                vec![self.window.as_millis().to_string()],
+            )
+            .await;
+        if let Err(err) = recorded {
+            tracing::warn!(error = %err, "could not count a wrong passcode");
+        }
+    }
 }
 
 #[derive(Debug)]

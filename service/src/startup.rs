@@ -30,7 +30,7 @@ use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
 use crate::log::persister;
 use crate::metrics::{self, Metrics};
-use crate::rate_limit::PasscodeLimiter;
+use crate::rate_limit::{PasscodeGuard, PasscodeLimiter, RedisPasscodeLimiter};
 use crate::relay::RoomRelay;
 use crate::relay::memory::InProcessRelay;
 use crate::relay::redis::{PresenceTiming, RedisRelay};
@@ -189,14 +189,26 @@ impl Application {
             metrics,
         ));
 
+        let passcode_limiter: Arc<dyn PasscodeGuard> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisPasscodeLimiter::connect(
+                    url,
+                    &settings.cluster.redis_key_prefix,
+                    settings.passcode_max_failures,
+                    settings.passcode_window,
+                )
+                .await?,
+            ),
+            None => Arc::new(PasscodeLimiter::new(
+                settings.passcode_max_failures,
+                settings.passcode_window,
+            )),
+        };
         let state = Arc::new(AppState {
             store,
             auth: Authenticator::new(tokens),
             oidc,
-            passcode_limiter: PasscodeLimiter::new(
-                settings.passcode_max_failures,
-                settings.passcode_window,
-            ),
+            passcode_limiter,
             refresh_token_ttl: settings.refresh_token_ttl,
             dummy_password_hash: password::dummy_hash().await?,
             chat,

@@ -503,3 +503,32 @@ async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_late
         "stored once each"
     );
 }
+
+#[tokio::test]
+async fn spreading_wrong_passcodes_over_nodes_gains_nothing() {
+    use quickchat_proto::v1::{self, group_service_client::GroupServiceClient};
+    let env = ClusterEnv::new().await;
+    let nodes = env.nodes(2).await;
+    let owner = register_on(&nodes[0].channel, "Olga").await;
+    let group = create_group_on(&nodes[0].channel, &owner.access_token, "Guarded").await;
+    let join = |node: &Node, passcode: &str| {
+        let mut client = GroupServiceClient::new(node.channel.clone());
+        let request = v1::JoinGroupRequest {
+            group_id: group.id.clone(),
+            name: "Mallory".into(),
+            passcode: passcode.into(),
+        };
+        async move { client.join_group(request).await }
+    };
+    for i in 0..5 {
+        let status = join(&nodes[i % 2], "0000")
+            .await
+            .expect_err("wrong passcode");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    }
+    // Five failures across the cluster lock the group for this client on every node.
+    for node in &nodes {
+        let status = join(node, "1234").await.expect_err("locked out");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    }
+}

@@ -208,7 +208,7 @@ impl GroupApi {
             .ok_or_else(group_not_found)?;
 
         let limiter = &self.state.passcode_limiter;
-        if let Err(wait) = limiter.check(group_id, peer) {
+        if let Err(wait) = limiter.check(group_id, peer).await {
             return Err(ApiError::ResourceExhausted(format!(
                 "Too many wrong passcodes for this group. Try again in {} seconds.",
                 wait.as_secs().max(1)
@@ -220,7 +220,7 @@ impl GroupApi {
             Err(_) => false,
         };
         if !matches {
-            limiter.record_failure(group_id, peer);
+            limiter.record_failure(group_id, peer).await;
             tracing::info!(%group_id, %peer, "wrong group passcode");
             return Err(ApiError::permission_denied("Wrong passcode."));
         }

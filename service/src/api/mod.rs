@@ -23,7 +23,7 @@ use crate::auth::oidc::OidcVerifier;
 use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
-use crate::rate_limit::PasscodeLimiter;
+use crate::rate_limit::PasscodeGuard;
 use crate::store::{GroupWithOwner, Store, group_members, users};
 
 /// What every handler shares.
@@ -31,7 +31,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: Authenticator,
     pub oidc: Option<OidcVerifier>,
-    pub passcode_limiter: PasscodeLimiter,
+    pub passcode_limiter: Arc<dyn PasscodeGuard>,
     pub refresh_token_ttl: Duration,
     /// Verified against when a login names an unknown email (see `password::dummy_hash`).
     pub dummy_password_hash: String,
