@@ -234,27 +234,38 @@ async fn a_retried_send_returns_the_original_message() {
     );
 }
 
-#[tokio::test]
-async fn a_reconnecting_client_recovers_everything_it_missed() {
-    let app = spawn_app().await;
-    let room = room(&app).await;
-    let mut bob = ChatClient::open(&app, &room.bob, &room.group.id, None)
+/// Ann sees one message from Bob, disconnects, and Bob sends `count` more. Returns Bob's
+/// client, Ann's last position and the messages she missed.
+async fn ann_misses(
+    app: &TestApp,
+    room: &Room,
+    count: usize,
+) -> (ChatClient, v1::StreamPosition, Vec<v1::Message>) {
+    let mut bob = ChatClient::open(app, &room.bob, &room.group.id, None)
         .await
         .unwrap();
-    let ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
+    let ann = ChatClient::open(app, &room.ann, &room.group.id, None)
         .await
         .unwrap();
-    let first = bob.send_and_ack("b0", "before").await;
+    let first = bob.send_and_ack("b0", "seen").await;
     let position = ann.position(first.offset);
     drop(ann.leave());
-
     let mut missed = Vec::new();
-    for i in 1..=3 {
+    for i in 1..=count {
         missed.push(
             bob.send_and_ack(&format!("b{i}"), &format!("missed {i}"))
                 .await,
         );
     }
+    (bob, position, missed)
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_recovers_everything_it_missed() {
+    let app = spawn_app().await;
+    let room = room(&app).await;
+    let (mut bob, position, missed) = ann_misses(&app, &room, 3).await;
+
     let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, Some(position))
         .await
         .unwrap();
@@ -271,23 +282,8 @@ async fn a_reconnecting_client_recovers_everything_it_missed() {
 async fn recovery_falls_back_to_stored_history_when_the_relay_window_is_trimmed() {
     let app = spawn_app_with(|s| s.relay_window = 2).await;
     let room = room(&app).await;
-    let mut bob = ChatClient::open(&app, &room.bob, &room.group.id, None)
-        .await
-        .unwrap();
-    let ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
-        .await
-        .unwrap();
-    let first = bob.send_and_ack("b0", "seen").await;
-    let position = ann.position(first.offset);
-    drop(ann.leave());
+    let (_bob, position, missed) = ann_misses(&app, &room, 6).await;
 
-    let mut missed = Vec::new();
-    for i in 1..=6 {
-        missed.push(
-            bob.send_and_ack(&format!("b{i}"), &format!("missed {i}"))
-                .await,
-        );
-    }
     let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, Some(position))
         .await
         .unwrap();
