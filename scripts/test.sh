@@ -23,6 +23,17 @@ QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
 export QUICKCHAT_TEST_KAFKA_BROKERS
 echo "== services: $QUICKCHAT_TEST_DATABASE_URL, $QUICKCHAT_TEST_REDIS_URL, kafka at $QUICKCHAT_TEST_KAFKA_BROKERS" >&2
 
+# Each test creates its own database; drop those earlier runs left behind (one still in use
+# by a concurrent run cannot be dropped and is skipped).
+if command -v psql >/dev/null; then
+  psql "$QUICKCHAT_TEST_DATABASE_URL" -Atc \
+    "select datname from pg_database
+     where datname like 'quickchat\_test\_%' or datname like 'quickchat\_cluster\_%'" 2>/dev/null |
+    while read -r db; do
+      psql "$QUICKCHAT_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
+    done || true
+fi
+
 echo "== all tests (API suite on the embedded default, SQLite)" >&2
 QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace --no-tests=warn "$@"
 
