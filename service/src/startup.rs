@@ -38,6 +38,10 @@ use crate::settings::Settings;
 use crate::store::Store;
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
+/// Largest request message accepted (tonic's default is 4 MiB). The largest valid request,
+/// a 4000-character message body, is at most 16 KiB of UTF-8; anything far beyond that is
+/// refused before it is decoded into memory.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -297,9 +301,18 @@ impl Application {
             .layer(GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(AuthServiceServer::new(AuthApi::new(state.clone())))
-            .add_service(GroupServiceServer::new(GroupApi::new(state.clone())))
-            .add_service(ChatServiceServer::new(ChatApi::new(state.clone())))
+            .add_service(
+                AuthServiceServer::new(AuthApi::new(state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                GroupServiceServer::new(GroupApi::new(state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                ChatServiceServer::new(ChatApi::new(state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener)
                     // Small frames (acks, chat messages) must not wait for Nagle's algorithm.

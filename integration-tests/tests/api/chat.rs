@@ -972,3 +972,41 @@ async fn a_browser_subscribes_and_sends_over_grpc_web_on_http1() {
     });
     assert_eq!(who.await.name, "Ann");
 }
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_before_it_is_decoded() {
+    let app = spawn_app().await;
+    let room = room(&app).await;
+    let mut chat = ChatServiceClient::new(app.channel.clone());
+    let send = |body: String| {
+        authed(
+            v1::SendMessageRequest {
+                group_id: room.group.id.clone(),
+                client_message_id: String::new(),
+                body,
+            },
+            &room.ann,
+        )
+    };
+    // The longest valid body, in 4-byte characters, is accepted ...
+    let longest = "𝄞".repeat(4000);
+    let sent = chat
+        .send_message(send(longest.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(sent.body, longest);
+    // ... a megabyte is refused at the door, and the server carries on.
+    let status = expect_code(
+        chat.send_message(send("x".repeat(1 << 20))).await,
+        Code::OutOfRange,
+    );
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
+    chat.send_message(send("still here".into())).await.unwrap();
+}
