@@ -296,6 +296,10 @@ impl Application {
             hub.shut_down();
         };
         Server::builder()
+            // A client that vanished without closing its connection (a phone losing its
+            // network) is noticed within ~40 s: its streams end, its presence goes away.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .accept_http1(true)
             .layer(cors())
             .layer(GrpcWebLayer::new())
