@@ -20,6 +20,21 @@ struct Room {
     bob: String,
 }
 
+/// The newest page of the room's stored history, as `token` sees it.
+async fn history(app: &TestApp, group_id: &str, token: &str) -> v1::ListMessagesResponse {
+    ChatServiceClient::new(app.channel.clone())
+        .list_messages(authed(
+            v1::ListMessagesRequest {
+                group_id: group_id.to_owned(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn room(app: &TestApp) -> Room {
     let owner = app.register("Olga").await;
     let group = app.create_group(&owner.access_token, "Rustaceans").await;
@@ -213,17 +228,7 @@ async fn a_retried_send_returns_the_original_message() {
     assert_eq!(next.offset, 2, "the retries took no offset");
     assert_eq!(bob.next_message().await, next);
 
-    let history = chat
-        .list_messages(authed(
-            v1::ListMessagesRequest {
-                group_id: room.group.id.clone(),
-                ..Default::default()
-            },
-            &room.bob,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let history = history(&app, &room.group.id, &room.bob).await;
     assert_eq!(
         history
             .messages
@@ -778,17 +783,7 @@ async fn shutdown_ends_streams_with_unavailable_and_acked_messages_survive() {
     let next = ann.send_and_ack("a2", "after the restart").await;
     assert_eq!(next.offset, acked.offset + 1);
     assert_eq!(bob.next_message().await, next);
-    let history = ChatServiceClient::new(app.channel.clone())
-        .list_messages(authed(
-            v1::ListMessagesRequest {
-                group_id: room.group.id.clone(),
-                ..Default::default()
-            },
-            &room.bob,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let history = history(&app, &room.group.id, &room.bob).await;
     assert_eq!(
         history
             .messages

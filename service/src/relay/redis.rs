@@ -860,13 +860,22 @@ async fn run_reader(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "room reader failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !back_off(&mut backoff, &shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Waits `backoff` (doubled for next time, up to [`MAX_BACKOFF`]); false if shutdown came
+/// first.
+async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    let wait = *backoff;
+    *backoff = (wait * 2).min(MAX_BACKOFF);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
     }
 }
 
@@ -920,11 +929,9 @@ async fn resubscribe(inner: &Inner, shutdown: &CancellationToken) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "could not restore the room events subscription; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !back_off(&mut backoff, shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
