@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+/// Our codec: prost's, but a message that does not decode is the caller's error.
+const CODEC: &str = "crate::codec::ProtoCodec";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["auth.proto", "group.proto", "chat.proto"]
         .map(|f| PathBuf::from(format!("quickchat/v1/{f}")));
@@ -14,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        .codec_path(CODEC)
         .file_descriptor_set_path(out_dir.join("quickchat_descriptor.bin"))
         .compile_with_config(config, &protos, &[PathBuf::from("."), well_known])?;
     // A second pass generates only ChatService's server again, with the stream responses
@@ -24,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
+        .codec_path(CODEC)
         .build_client(false)
         .out_dir(&frames_dir)
         .extern_path(".quickchat.v1", "crate::v1")

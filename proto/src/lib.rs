@@ -10,6 +10,62 @@ pub mod v1 {
     tonic::include_proto!("quickchat.v1");
 }
 
+/// The gRPC codec of every generated client and server: prost's encoding, except that a
+/// message that fails to decode is answered `INVALID_ARGUMENT` with a fixed message. prost's
+/// own codec answers `INTERNAL` with the decoder's error text, which names our message
+/// types and fields to whoever sent the garbage, and blames the server for the caller's
+/// bytes.
+pub mod codec {
+    use std::marker::PhantomData;
+
+    use tonic::Status;
+    use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+    use tonic_prost::ProstEncoder;
+
+    #[derive(Debug, Clone)]
+    pub struct ProtoCodec<T, U>(PhantomData<(T, U)>);
+
+    impl<T, U> Default for ProtoCodec<T, U> {
+        fn default() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<T, U> Codec for ProtoCodec<T, U>
+    where
+        T: prost::Message + Send + 'static,
+        U: prost::Message + Default + Send + 'static,
+    {
+        type Encode = T;
+        type Decode = U;
+        type Encoder = ProstEncoder<T>;
+        type Decoder = ProtoDecoder<U>;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            ProstEncoder::new(BufferSettings::default())
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            ProtoDecoder(PhantomData)
+        }
+    }
+
+    /// Decodes `U`; malformed bytes are `INVALID_ARGUMENT`.
+    #[derive(Debug, Clone)]
+    pub struct ProtoDecoder<U>(PhantomData<U>);
+
+    impl<U: prost::Message + Default> Decoder for ProtoDecoder<U> {
+        type Item = U;
+        type Error = Status;
+
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+            U::decode(buf)
+                .map(Some)
+                .map_err(|_| Status::invalid_argument("the message is not valid protobuf"))
+        }
+    }
+}
+
 /// The encoded descriptor set of every file in the API (and the well-known types it imports),
 /// served by gRPC server reflection so that `grpcurl` works without local `.proto` files.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("quickchat_descriptor");

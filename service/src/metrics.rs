@@ -47,6 +47,8 @@ pub struct Metrics {
     persisted_messages: Counter,
     persist_batches: Counter,
     persist_failures: Counter,
+    dead_letters: Counter,
+    dropped_group_gone: Counter,
 }
 
 impl Default for Metrics {
@@ -112,8 +114,22 @@ impl Metrics {
             "Batch writes the database refused (each is retried)",
             persist_failures.clone(),
         );
+        let dead_letters = Counter::default();
+        registry.register(
+            "dead_letters",
+            "Messages the database refused, kept in the dead_letters table instead",
+            dead_letters.clone(),
+        );
+        let dropped_group_gone = Counter::default();
+        registry.register(
+            "messages_dropped_group_deleted",
+            "Messages not stored because their group was deleted first",
+            dropped_group_gone.clone(),
+        );
         Self {
             registry,
+            dead_letters,
+            dropped_group_gone,
             messages_sent,
             sends_rejected,
             send_duration,
@@ -160,6 +176,14 @@ impl Metrics {
 
     pub fn persist_failed(&self) {
         self.persist_failures.inc();
+    }
+
+    pub fn dead_lettered(&self) {
+        self.dead_letters.inc();
+    }
+
+    pub fn dropped_group_gone(&self) {
+        self.dropped_group_gone.inc();
     }
 
     /// The text exposition format.

@@ -1,73 +1,138 @@
-//! Rate limits. [`PasscodeGuard`] locks a client out of a group after too many wrong
-//! passcodes: in memory on one node ([`PasscodeLimiter`], memory bounded by sweeping idle
-//! entries) or shared by a cluster through Redis ([`RedisPasscodeLimiter`]), so that spreading
-//! guesses over the nodes gains nothing. [`TokenBuckets`] limits how often each key (e.g. a
-//! member in a room) may act on one node.
+//! Rate limits. An [`AttemptGuard`] counts failed attempts per key (a passcode guess per
+//! group and client, a sign-in per account and per client) and locks the key out once it has
+//! `max_failures` within a window: in memory on one node ([`AttemptLimiter`], memory bounded
+//! by sweeping idle entries) or shared by a cluster through Redis ([`RedisAttemptLimiter`]),
+//! so that spreading guesses over the nodes gains nothing.
+//!
+//! Check-then-act is closed by counting attempts *in flight* as well as failures: an attempt
+//! is admitted only while `failures + in_flight < max_failures`, so however many arrive at
+//! once, no more than the limit can ever be checked. An attempt that would exceed it while
+//! others are still being checked waits for them (a right passcode costs no allowance, so a
+//! class joining at once from one address is only slowed, never refused); once the failures
+//! alone reach the limit, the key is locked out. [`TokenBuckets`] limits how often each key
+//! (e.g. a member in a room) may act on one node.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// Sweep expired entries once the table holds this many.
 const SWEEP_AT: usize = 10_000;
+/// How long an attempt waits for others on its key to finish before it is refused.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+/// How often a waiting attempt looks again.
+const POLL: Duration = Duration::from_millis(10);
 
-type Key = (Uuid, IpAddr);
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    failures: u32,
+/// What [`AttemptGuard::try_begin`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The attempt is in flight: check the secret, then finish it.
+    Admitted,
+    /// Attempts in flight could still use up the allowance: look again shortly.
+    Wait,
+    /// The failures alone reached the limit; it lifts after this long.
+    LockedOut(Duration),
 }
 
-/// The wrong-passcode lock-out, wherever its counts live.
+/// A failed-attempt lock-out, wherever its counts live.
 #[async_trait::async_trait]
-pub trait PasscodeGuard: Send + Sync + 'static {
-    /// `Err(wait)` while `peer` is locked out of `group_id`, with the time left.
-    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration>;
+pub trait AttemptGuard: Send + Sync + 'static {
+    /// Admits one attempt on `key` if failures and attempts in flight leave room, in one
+    /// atomic step.
+    async fn try_begin(&self, key: &str) -> Admission;
 
-    /// Counts one wrong passcode.
-    async fn record_failure(&self, group_id: Uuid, peer: IpAddr);
+    /// The attempt admitted on `key` is over; `failed` counts it against the key.
+    async fn finish(&self, key: &str, failed: bool);
 }
 
-#[async_trait::async_trait]
-impl PasscodeGuard for PasscodeLimiter {
-    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration> {
-        PasscodeLimiter::check(self, group_id, peer)
+/// Begins an attempt on `key`, waiting (up to a few seconds) while attempts in flight could
+/// still use up the allowance. `Err(wait)` while the key is locked out (or stays contended).
+/// The attempt counts as failed unless [`Attempt::succeeded`] is called — also when the
+/// caller gives up half-way (the client cancelled the request).
+pub async fn begin(guard: &Arc<dyn AttemptGuard>, key: &str) -> Result<Attempt, Duration> {
+    let deadline = Instant::now() + MAX_WAIT;
+    loop {
+        match guard.try_begin(key).await {
+            Admission::Admitted => {
+                return Ok(Attempt {
+                    guard: guard.clone(),
+                    key: key.to_owned(),
+                    done: false,
+                });
+            }
+            Admission::LockedOut(wait) => return Err(wait),
+            Admission::Wait if Instant::now() >= deadline => return Err(MAX_WAIT),
+            Admission::Wait => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// An attempt in flight. Dropped without [`Attempt::succeeded`], it counts as a failure.
+pub struct Attempt {
+    guard: Arc<dyn AttemptGuard>,
+    key: String,
+    done: bool,
+}
+
+impl Attempt {
+    /// The secret was right: the attempt costs nothing.
+    pub async fn succeeded(mut self) {
+        self.done = true;
+        self.guard.finish(&self.key, false).await;
     }
 
-    async fn record_failure(&self, group_id: Uuid, peer: IpAddr) {
-        PasscodeLimiter::record_failure(self, group_id, peer)
+    /// The secret was wrong.
+    pub async fn failed(mut self) {
+        self.done = true;
+        self.guard.finish(&self.key, true).await;
     }
 }
 
-/// The lock-out shared by every node through Redis: one counter per (group, client) that
-/// expires `window` after the first failure. If Redis cannot be reached the check lets the
-/// attempt through (and says so in the log) rather than locking everyone out.
-pub struct RedisPasscodeLimiter {
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.done {
+            let (guard, key) = (self.guard.clone(), std::mem::take(&mut self.key));
+            tokio::spawn(async move { guard.finish(&key, true).await });
+        }
+    }
+}
+
+/// One kind of attempt with its own limit, e.g. passcode guesses.
+pub struct AttemptLimit {
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+/// The lock-out shared by every node through Redis: per key, a failure counter that expires
+/// `window` after the first failure, and an in-flight counter. If Redis cannot be reached
+/// the attempt is let through (and the log says so) rather than locking everyone out.
+pub struct RedisAttemptLimiter {
     client: fred::prelude::Client,
     prefix: String,
     max_failures: u32,
     window: Duration,
 }
 
-/// Counts a failure, starting the window on the first one.
-const RECORD_FAILURE: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-"#;
+/// KEYS: failures, in flight. ARGV: max failures, in-flight expiry (ms). Returns 1 when
+/// admitted, 0 to wait, or minus the lock-out's time left (ms).
+const TRY_BEGIN: &str = include_str!("rate_limit/try_begin.lua");
 
-impl RedisPasscodeLimiter {
+/// KEYS: failures, in flight. ARGV: 1 if the attempt failed, window (ms).
+const FINISH: &str = include_str!("rate_limit/finish.lua");
+
+/// An in-flight entry left by a node that died mid-attempt lapses after this long.
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
+
+impl RedisAttemptLimiter {
+    /// `name` tells this limiter's keys from the others' (e.g. `passcode-failures`).
     pub async fn connect(
         url: &str,
         prefix: &str,
-        max_failures: u32,
-        window: Duration,
+        name: &str,
+        limit: AttemptLimit,
     ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         use fred::prelude::{Builder, ClientLike, Config};
@@ -79,106 +144,133 @@ impl RedisPasscodeLimiter {
         client
             .init()
             .await
-            .context("connecting to redis for the passcode lock-out")?;
+            .with_context(|| format!("connecting to redis for the {name} lock-out"))?;
         Ok(Self {
             client,
-            prefix: prefix.to_owned(),
-            max_failures,
-            window,
+            prefix: format!("{prefix}:{name}"),
+            max_failures: limit.max_failures,
+            window: limit.window,
         })
     }
 
-    fn key(&self, group_id: Uuid, peer: IpAddr) -> String {
-        format!("{}:passcode-failures:{group_id}:{peer}", self.prefix)
+    fn keys(&self, key: &str) -> Vec<String> {
+        vec![
+            format!("{}:{key}", self.prefix),
+            format!("{}:{key}:in-flight", self.prefix),
+        ]
     }
 }
 
 #[async_trait::async_trait]
-impl PasscodeGuard for RedisPasscodeLimiter {
-    async fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration> {
-        use fred::prelude::KeysInterface;
-        let key = self.key(group_id, peer);
-        let failures: Option<u64> = match self.client.get(&key).await {
-            Ok(failures) => failures,
-            Err(err) => {
-                tracing::warn!(error = %err, "passcode lock-out unavailable; allowing the attempt");
-                return Ok(());
-            }
-        };
-        if failures.unwrap_or(0) < u64::from(self.max_failures) {
-            return Ok(());
-        }
-        match self.client.pttl::<i64, _>(&key).await {
-            Ok(ms) if ms > 0 => Err(Duration::from_millis(ms as u64)),
-            _ => Ok(()),
-        }
-    }
-
-    async fn record_failure(&self, group_id: Uuid, peer: IpAddr) {
+impl AttemptGuard for RedisAttemptLimiter {
+    async fn try_begin(&self, key: &str) -> Admission {
         use fred::prelude::LuaInterface;
-        let recorded: Result<u64, _> = self
+        let admitted: Result<i64, _> = self
             .client
             .eval(
-                RECORD_FAILURE,
-                vec![self.key(group_id, peer)],
-                vec![self.window.as_millis().to_string()],
+                TRY_BEGIN,
+                self.keys(key),
+                vec![
+                    self.max_failures.to_string(),
+                    IN_FLIGHT_TTL.as_millis().to_string(),
+                ],
             )
             .await;
-        if let Err(err) = recorded {
-            tracing::warn!(error = %err, "could not count a wrong passcode");
+        match admitted {
+            Ok(1) => Admission::Admitted,
+            Ok(n) if n < 0 => Admission::LockedOut(Duration::from_millis(n.unsigned_abs())),
+            Ok(_) => Admission::Wait,
+            Err(err) => {
+                tracing::warn!(error = %err, "attempt lock-out unavailable; allowing the attempt");
+                Admission::Admitted
+            }
+        }
+    }
+
+    async fn finish(&self, key: &str, failed: bool) {
+        use fred::prelude::LuaInterface;
+        let finished: Result<i64, _> = self
+            .client
+            .eval(
+                FINISH,
+                self.keys(key),
+                vec![
+                    u8::from(failed).to_string(),
+                    self.window.as_millis().to_string(),
+                ],
+            )
+            .await;
+        if let Err(err) = finished {
+            tracing::warn!(error = %err, "could not record the end of an attempt");
         }
     }
 }
 
-#[derive(Debug)]
-pub struct PasscodeLimiter {
-    max_failures: u32,
-    window: Duration,
-    entries: Mutex<HashMap<Key, Window>>,
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    failures: u32,
+    in_flight: u32,
 }
 
-impl PasscodeLimiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+/// The lock-out on one node.
+#[derive(Debug)]
+pub struct AttemptLimiter {
+    max_failures: u32,
+    window: Duration,
+    entries: Mutex<HashMap<String, Window>>,
+}
+
+impl AttemptLimiter {
+    pub fn new(limit: AttemptLimit) -> Self {
         Self {
-            max_failures,
-            window,
+            max_failures: limit.max_failures,
+            window: limit.window,
             entries: Mutex::new(HashMap::new()),
         }
     }
+}
 
-    /// `Err(wait)` while `peer` is locked out of `group_id`, with the time left.
-    pub fn check(&self, group_id: Uuid, peer: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().expect("limiter lock poisoned");
-        match entries.get(&(group_id, peer)).copied() {
-            Some(w) if now >= w.started + self.window => {
-                entries.remove(&(group_id, peer));
-                Ok(())
-            }
-            Some(w) if w.failures >= self.max_failures => Err(w.started + self.window - now),
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts one wrong passcode.
-    pub fn record_failure(&self, group_id: Uuid, peer: IpAddr) {
+#[async_trait::async_trait]
+impl AttemptGuard for AttemptLimiter {
+    async fn try_begin(&self, key: &str) -> Admission {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("limiter lock poisoned");
         if entries.len() >= SWEEP_AT {
             let window = self.window;
-            entries.retain(|_, w| now < w.started + window);
+            entries.retain(|_, w| w.in_flight > 0 || now < w.started + window);
         }
-        let entry = entries.entry((group_id, peer)).or_insert(Window {
+        let entry = entries.entry(key.to_owned()).or_insert(Window {
             started: now,
             failures: 0,
+            in_flight: 0,
         });
         if now >= entry.started + self.window {
-            *entry = Window {
-                started: now,
-                failures: 0,
-            };
+            entry.started = now;
+            entry.failures = 0;
         }
-        entry.failures += 1;
+        if entry.failures >= self.max_failures {
+            return Admission::LockedOut(entry.started + self.window - now);
+        }
+        if entry.failures + entry.in_flight >= self.max_failures {
+            return Admission::Wait;
+        }
+        entry.in_flight += 1;
+        Admission::Admitted
+    }
+
+    async fn finish(&self, key: &str, failed: bool) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("limiter lock poisoned");
+        if let Some(entry) = entries.get_mut(key) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if failed {
+                if entry.failures == 0 {
+                    entry.started = now;
+                }
+                entry.failures += 1;
+            }
+        }
     }
 }
 
@@ -224,42 +316,87 @@ impl<K: Eq + Hash + Clone> TokenBuckets<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
-    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    const OTHER_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    fn limiter() -> Arc<dyn AttemptGuard> {
+        Arc::new(AttemptLimiter::new(AttemptLimit {
+            max_failures: 5,
+            window: Duration::from_secs(300),
+        }))
+    }
+
+    async fn fail(guard: &Arc<dyn AttemptGuard>, key: &str) {
+        begin(guard, key).await.unwrap().failed().await;
+    }
 
     #[tokio::test(start_paused = true)]
     async fn locks_out_after_max_failures_until_the_window_passes() {
-        let limiter = PasscodeLimiter::new(5, Duration::from_secs(300));
-        let group = Uuid::new_v4();
+        let guard = limiter();
         for _ in 0..5 {
-            assert!(limiter.check(group, PEER).is_ok());
-            limiter.record_failure(group, PEER);
+            fail(&guard, "g:peer").await;
         }
-        let wait = limiter.check(group, PEER).unwrap_err();
+        let wait = begin(&guard, "g:peer").await.err().unwrap();
         assert!(wait <= Duration::from_secs(300));
 
-        // Other groups and other peers are unaffected.
-        assert!(limiter.check(Uuid::new_v4(), PEER).is_ok());
-        assert!(limiter.check(group, OTHER_PEER).is_ok());
+        // Other keys are unaffected.
+        assert!(begin(&guard, "g:other-peer").await.is_ok());
+        assert!(begin(&guard, "other-group:peer").await.is_ok());
 
         tokio::time::advance(Duration::from_secs(299)).await;
-        assert!(limiter.check(group, PEER).is_err());
+        assert!(begin(&guard, "g:peer").await.is_err());
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(limiter.check(group, PEER).is_ok());
+        assert!(begin(&guard, "g:peer").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_attempts_than_the_limit_are_ever_in_flight() {
+        let guard = limiter();
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(begin(&guard, "g:peer").await.unwrap());
+        }
+        assert_eq!(guard.try_begin("g:peer").await, Admission::Wait);
+        // A right answer frees its place for the next attempt.
+        held.pop().unwrap().succeeded().await;
+        assert_eq!(guard.try_begin("g:peer").await, Admission::Admitted);
+        // Wrong answers use the allowance up; then the key is locked out.
+        for attempt in held {
+            attempt.failed().await;
+        }
+        guard.finish("g:peer", true).await;
+        assert!(matches!(
+            guard.try_begin("g:peer").await,
+            Admission::LockedOut(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_attempt_counts_as_failed() {
+        let guard = limiter();
+        for _ in 0..5 {
+            drop(begin(&guard, "g:peer").await.unwrap());
+            tokio::task::yield_now().await;
+        }
+        assert!(begin(&guard, "g:peer").await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn right_answers_never_lock_out() {
+        let guard = limiter();
+        for _ in 0..20 {
+            begin(&guard, "g:peer").await.unwrap().succeeded().await;
+        }
+        assert!(begin(&guard, "g:peer").await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn failures_spread_over_more_than_a_window_do_not_lock_out() {
-        let limiter = PasscodeLimiter::new(5, Duration::from_secs(300));
-        let group = Uuid::new_v4();
+        let guard = limiter();
         for _ in 0..4 {
-            limiter.record_failure(group, PEER);
+            fail(&guard, "g:peer").await;
         }
         tokio::time::advance(Duration::from_secs(301)).await;
-        limiter.record_failure(group, PEER);
-        assert!(limiter.check(group, PEER).is_ok());
+        fail(&guard, "g:peer").await;
+        assert!(begin(&guard, "g:peer").await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

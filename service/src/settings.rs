@@ -30,9 +30,8 @@ pub struct Settings {
     pub member_token_ttl: Duration,
     /// OpenID Connect sign-in; `None` turns `LoginWithIdToken` off.
     pub oidc: Option<OidcSettings>,
-    /// Wrong passcodes allowed per group and client address within `passcode_window`.
-    pub passcode_max_failures: u32,
-    pub passcode_window: Duration,
+    /// What one caller may do: lock-outs, stream and member caps, hashing concurrency.
+    pub limits: Limits,
     /// Rooms: per-client queues, recovery limit, send rate limit.
     pub chat: ChatSettings,
     /// Messages the in-process relay keeps per room for reconnecting clients.
@@ -55,6 +54,48 @@ pub struct Settings {
     /// Behind a trusted load balancer: the request header holding the client's address
     /// (its last entry), used for per-client limits. `None`: the connection's address.
     pub client_ip_header: Option<String>,
+}
+
+/// Bounds on what one caller can make the server do. Every one has a flag; the defaults
+/// are safe for a public server (SECURITY.md says what each protects).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wrong passcodes allowed per group and client address within `passcode_window`.
+    pub passcode_max_failures: u32,
+    pub passcode_window: Duration,
+    /// Failed sign-ins allowed per account within `sign_in_window`.
+    pub sign_in_max_failures_per_account: u32,
+    /// Failed sign-ins allowed per client address (any account) within `sign_in_window`.
+    pub sign_in_max_failures_per_client: u32,
+    pub sign_in_window: Duration,
+    /// Group joins per client address per minute (sustained; the same number as a burst).
+    pub joins_per_client_per_minute: u32,
+    /// Members a group can have (its owner not counted).
+    pub max_members_per_group: u64,
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams_per_connection: u32,
+    /// Password hashes computed at once (argon2 takes ~19 MiB each); `0` means one per core.
+    pub hash_concurrency: usize,
+    /// Callers allowed to wait for a hashing slot before more are refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub hash_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            passcode_max_failures: 5,
+            passcode_window: Duration::from_secs(5 * 60),
+            sign_in_max_failures_per_account: 10,
+            sign_in_max_failures_per_client: 50,
+            sign_in_window: Duration::from_secs(15 * 60),
+            joins_per_client_per_minute: 30,
+            max_members_per_group: 10_000,
+            max_concurrent_streams_per_connection: 128,
+            hash_concurrency: 0,
+            hash_queue: 64,
+        }
+    }
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -123,8 +164,7 @@ impl Default for Settings {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             member_token_ttl: Duration::from_secs(30 * 24 * 3600),
             oidc: None,
-            passcode_max_failures: 5,
-            passcode_window: Duration::from_secs(5 * 60),
+            limits: Limits::default(),
             chat: ChatSettings::default(),
             relay_window: 1000,
             room_feed_capacity: 4096,
@@ -257,6 +297,59 @@ pub struct ServerArgs {
     /// through the balancer: clients could otherwise choose their own address.
     #[arg(long, env = "QUICKCHAT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Wrong passcodes allowed per group and client address before a lock-out.
+    #[arg(long, env = "QUICKCHAT_PASSCODE_MAX_FAILURES", default_value_t = 5)]
+    pub passcode_max_failures: u32,
+    /// Failed sign-ins allowed per account within --sign-in-window-secs.
+    #[arg(
+        long,
+        env = "QUICKCHAT_SIGN_IN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 10
+    )]
+    pub sign_in_max_failures_per_account: u32,
+    /// Failed sign-ins allowed per client address (any account) within --sign-in-window-secs.
+    #[arg(
+        long,
+        env = "QUICKCHAT_SIGN_IN_MAX_FAILURES_PER_CLIENT",
+        default_value_t = 50
+    )]
+    pub sign_in_max_failures_per_client: u32,
+    /// Window of the sign-in lock-outs, in seconds.
+    #[arg(long, env = "QUICKCHAT_SIGN_IN_WINDOW_SECS", default_value_t = 15 * 60)]
+    pub sign_in_window_secs: u64,
+    /// Group joins allowed per client address per minute.
+    #[arg(
+        long,
+        env = "QUICKCHAT_JOINS_PER_CLIENT_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub joins_per_client_per_minute: u32,
+    /// Most members a group can have.
+    #[arg(
+        long,
+        env = "QUICKCHAT_MAX_MEMBERS_PER_GROUP",
+        default_value_t = 10_000
+    )]
+    pub max_members_per_group: u64,
+    /// Room streams one user or member may hold open at once.
+    #[arg(
+        long,
+        env = "QUICKCHAT_MAX_STREAMS_PER_PRINCIPAL",
+        default_value_t = 32
+    )]
+    pub max_streams_per_principal: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "QUICKCHAT_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    pub max_concurrent_streams: u32,
+    /// Seconds a Chat stream may wait for its join request.
+    #[arg(long, env = "QUICKCHAT_JOIN_DEADLINE_SECS", default_value_t = 10)]
+    pub join_deadline_secs: u64,
+    /// Password hashes computed at once (0: one per core).
+    #[arg(long, env = "QUICKCHAT_HASH_CONCURRENCY", default_value_t = 0)]
+    pub hash_concurrency: usize,
+    /// Sign-ins allowed to wait for a hashing slot before more are refused.
+    #[arg(long, env = "QUICKCHAT_HASH_QUEUE", default_value_t = 64)]
+    pub hash_queue: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(long, env = "QUICKCHAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -300,6 +393,23 @@ impl From<ServerArgs> for Settings {
                 kafka_produce_timeout_ms: args.kafka_produce_timeout_ms,
                 redis_heartbeat: Duration::from_secs(args.redis_heartbeat_secs),
                 redis_presence_ttl: Duration::from_secs(args.redis_presence_ttl_secs),
+            },
+            limits: Limits {
+                passcode_max_failures: args.passcode_max_failures,
+                sign_in_max_failures_per_account: args.sign_in_max_failures_per_account,
+                sign_in_max_failures_per_client: args.sign_in_max_failures_per_client,
+                sign_in_window: Duration::from_secs(args.sign_in_window_secs),
+                joins_per_client_per_minute: args.joins_per_client_per_minute,
+                max_members_per_group: args.max_members_per_group,
+                max_concurrent_streams_per_connection: args.max_concurrent_streams,
+                hash_concurrency: args.hash_concurrency,
+                hash_queue: args.hash_queue,
+                ..Limits::default()
+            },
+            chat: ChatSettings {
+                max_streams_per_participant: args.max_streams_per_principal,
+                join_deadline: Duration::from_secs(args.join_deadline_secs),
+                ..ChatSettings::default()
             },
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,

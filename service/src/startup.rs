@@ -21,16 +21,19 @@ use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{AppState, AuthApi, ChatApi, GroupApi, SharedState};
+use crate::api::{AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
 use crate::auth::oidc::OidcVerifier;
-use crate::auth::{Authenticator, TokenIssuer, password};
+use crate::auth::password::Hasher;
+use crate::auth::{Authenticator, TokenIssuer};
 use crate::chat::ChatHub;
 use crate::log::MessageLog;
 use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
 use crate::log::persister;
 use crate::metrics::{self, Metrics};
-use crate::rate_limit::{PasscodeGuard, PasscodeLimiter, RedisPasscodeLimiter};
+use crate::rate_limit::{
+    AttemptGuard, AttemptLimit, AttemptLimiter, RedisAttemptLimiter, TokenBuckets,
+};
 use crate::relay::RoomRelay;
 use crate::relay::memory::InProcessRelay;
 use crate::relay::redis::{PresenceTiming, RedisRelay};
@@ -74,15 +77,9 @@ impl Application {
         let (database_url, store_description) = match &settings.database_url {
             Some(url) => (url.clone(), format!("database {}", redact_url(url))),
             None => {
-                tokio::fs::create_dir_all(&settings.data_dir)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot create the data directory {}",
-                            settings.data_dir.display()
-                        )
-                    })?;
+                create_private_dir(&settings.data_dir).await?;
                 let path = settings.data_dir.join("quickchat.db");
+                create_private_file(&path).await?;
                 (
                     format!("sqlite://{}?mode=rwc", path.display()),
                     format!("SQLite at {}", path.display()),
@@ -193,28 +190,52 @@ impl Application {
             metrics,
         ));
 
-        let passcode_limiter: Arc<dyn PasscodeGuard> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisPasscodeLimiter::connect(
-                    url,
-                    &settings.cluster.redis_key_prefix,
-                    settings.passcode_max_failures,
-                    settings.passcode_window,
-                )
-                .await?,
+        let limits = settings.limits.clone();
+        let guards = Guards {
+            passcode: attempt_guard(
+                &settings,
+                "passcode-failures",
+                AttemptLimit {
+                    max_failures: limits.passcode_max_failures,
+                    window: limits.passcode_window,
+                },
+            )
+            .await?,
+            sign_in_account: attempt_guard(
+                &settings,
+                "sign-in-failures:account",
+                AttemptLimit {
+                    max_failures: limits.sign_in_max_failures_per_account,
+                    window: limits.sign_in_window,
+                },
+            )
+            .await?,
+            sign_in_client: attempt_guard(
+                &settings,
+                "sign-in-failures:client",
+                AttemptLimit {
+                    max_failures: limits.sign_in_max_failures_per_client,
+                    window: limits.sign_in_window,
+                },
+            )
+            .await?,
+            joins: TokenBuckets::new(
+                f64::from(limits.joins_per_client_per_minute) / 60.0,
+                limits.joins_per_client_per_minute,
             ),
-            None => Arc::new(PasscodeLimiter::new(
-                settings.passcode_max_failures,
-                settings.passcode_window,
-            )),
+        };
+        let hasher = match limits.hash_concurrency {
+            0 => Hasher::for_this_machine()?,
+            n => Hasher::new(n, limits.hash_queue)?,
         };
         let state = Arc::new(AppState {
             store,
             auth: Authenticator::new(tokens),
             oidc,
-            passcode_limiter,
+            hasher,
+            guards,
+            limits,
             refresh_token_ttl: settings.refresh_token_ttl,
-            dummy_password_hash: password::dummy_hash().await?,
             chat,
             chat_settings: settings.chat.clone(),
             client_ip_header: settings.client_ip_header.clone(),
@@ -300,6 +321,9 @@ impl Application {
             // network) is noticed within ~40 s: its streams end, its presence goes away.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // One connection cannot open streams without bound (each costs a task and
+            // buffers); per-user caps on room streams sit on top of this.
+            .max_concurrent_streams(Some(state.limits.max_concurrent_streams_per_connection))
             .accept_http1(true)
             .layer(cors())
             .layer(GrpcWebLayer::new())
@@ -355,6 +379,22 @@ impl Application {
     }
 }
 
+/// A failed-attempt lock-out named `name`: shared through Redis by the whole cluster when
+/// there is one, else in this process.
+async fn attempt_guard(
+    settings: &Settings,
+    name: &str,
+    limit: AttemptLimit,
+) -> anyhow::Result<Arc<dyn AttemptGuard>> {
+    Ok(match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisAttemptLimiter::connect(url, &settings.cluster.redis_key_prefix, name, limit)
+                .await?,
+        ),
+        None => Arc::new(AttemptLimiter::new(limit)),
+    })
+}
+
 /// CORS for browsers calling over gRPC-web from another origin.
 fn cors() -> CorsLayer {
     let headers = |names: &[&'static str]| {
@@ -396,9 +436,7 @@ fn redact_url(raw: &str) -> String {
 /// The JWT secret kept in `data_dir`, generated (256 random bits, file mode 0600) on first
 /// run so that tokens stay valid across restarts.
 async fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
-    tokio::fs::create_dir_all(data_dir)
-        .await
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    create_private_dir(data_dir).await?;
     let path = data_dir.join(JWT_SECRET_FILE);
     match tokio::fs::read_to_string(&path).await {
         Ok(existing) => {
@@ -420,6 +458,44 @@ async fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretString> 
         }
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Creates `dir` readable by this user only (0700), or tightens an existing one that other
+/// users could read: it holds the database and the token secret.
+async fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .with_context(|| format!("cannot restrict access to {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates the SQLite file (and tightens an existing one) readable by this user only, before
+/// SQLite opens it with the process umask. Its `-wal` and `-shm` companions take the same
+/// mode from it.
+async fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
+        .open(path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .await
+            .with_context(|| format!("cannot restrict access to {}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -246,15 +246,18 @@ pub async fn join(client: &mut Client, args: JoinArgs, output: Output) -> Result
         (None, true) => read_secret_from_stdin("passcode")?,
         (None, false) => prompt_secret("Passcode: ", "passcode", "--passcode-stdin or --passcode")?,
     };
-    let response = client
-        .groups()
-        .join_group(v1::JoinGroupRequest {
-            group_id: group_id.clone(),
-            name: args.name,
-            passcode,
-        })
-        .await?
-        .into_inner();
+    let request = v1::JoinGroupRequest {
+        group_id: group_id.clone(),
+        name: args.name,
+        passcode,
+    };
+    // Rejoining from this device: the member token proves we are that member (a name
+    // alone never does; the server refuses a taken name).
+    let request = match client.store().membership(&group_id) {
+        Some(membership) => with_token(request, &membership.token),
+        None => tonic::Request::new(request),
+    };
+    let response = client.groups().join_group(request).await?.into_inner();
     let member = response.member.unwrap_or_default();
     let group = group_of(response.group, client)?;
     let expires_at = to_datetime(response.member_token_expires_at.as_ref());

@@ -28,8 +28,16 @@ async fn joining_returns_a_member_and_a_token_for_that_group() {
     assert_eq!(joined.group.unwrap(), group);
     assert!(!joined.member_token.is_empty());
 
-    // Joining again with the same name is the same member.
-    let again = app.join(&group.id, "Max").await;
+    // Joining again from the same device (presenting the member token) is the same member.
+    let again = app
+        .groups()
+        .join_group(authed(
+            join_request(&group.id, "Max", "1234"),
+            &joined.member_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.member.unwrap().id, member.id);
 
     let members = app

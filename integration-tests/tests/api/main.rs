@@ -3,9 +3,12 @@
 //! PostgreSQL (a fresh database per test, on `QUICKCHAT_TEST_DATABASE_URL` or the local
 //! server) when `QUICKCHAT_TEST_STORE=postgres`.
 
+mod abuse;
+mod abuse_auth;
 mod auth;
 mod chat;
 mod chat_client;
+mod dead_letters;
 mod deploy;
 mod groups;
 mod helpers;

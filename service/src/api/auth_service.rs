@@ -5,11 +5,20 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{SharedState, timestamp, user_to_proto};
-use crate::auth::{password, refresh};
-use crate::domain::{DisplayName, Email, Password, Violations};
+use super::{ClientAddr, SharedState, locked_out, timestamp, user_to_proto};
+use crate::auth::refresh;
+use crate::domain::{DisplayName, Email, Password, Violations, text};
 use crate::error::ApiError;
-use crate::store::{self, NewUser, StoreError, users};
+use crate::rate_limit;
+use crate::store::{self, NewUser, Rotation, StoreError, users};
+
+/// A profile picture URL worth keeping: http(s), at most 2048 characters, no control
+/// characters. Anything else from an identity provider is dropped rather than stored.
+fn is_image_url(raw: &str) -> bool {
+    raw.len() <= 2048
+        && text::check_label(raw).is_ok()
+        && url::Url::parse(raw).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
 
 pub struct AuthApi {
     state: SharedState,
@@ -20,19 +29,33 @@ impl AuthApi {
         Self { state }
     }
 
-    /// Issues a session for `user`: a new access token and a refresh token in `family_id`
-    /// (a new family for a fresh sign-in, the old one for a rotation).
-    async fn session(&self, user: &users::Model, family_id: Uuid) -> Result<v1::Session, ApiError> {
-        let (access_token, access_expires_at) =
-            self.state.auth.tokens().issue_access(user.id, &user.name)?;
-        let (refresh_token, hash) = refresh::generate();
-        let refresh_expires_at = store::now()
+    fn refresh_expiry(&self) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        Ok(store::now()
             + chrono::Duration::from_std(self.state.refresh_token_ttl)
-                .map_err(anyhow::Error::from)?;
+                .map_err(anyhow::Error::from)?)
+    }
+
+    /// Issues a fresh sign-in for `user`: a new access token and a refresh token in a new
+    /// family.
+    async fn session(&self, user: &users::Model) -> Result<v1::Session, ApiError> {
+        let (refresh_token, hash) = refresh::generate();
+        let refresh_expires_at = self.refresh_expiry()?;
         self.state
             .store
-            .insert_refresh_token(user.id, family_id, hash, refresh_expires_at)
+            .insert_refresh_token(user.id, Uuid::new_v4(), hash, refresh_expires_at)
             .await?;
+        self.session_with(user, refresh_token, refresh_expires_at)
+    }
+
+    /// The session answer: a new access token beside a refresh token already stored.
+    fn session_with(
+        &self,
+        user: &users::Model,
+        refresh_token: String,
+        refresh_expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<v1::Session, ApiError> {
+        let (access_token, access_expires_at) =
+            self.state.auth.tokens().issue_access(user.id, &user.name)?;
         Ok(v1::Session {
             access_token,
             access_expires_at: Some(timestamp(access_expires_at)),
@@ -50,7 +73,7 @@ impl AuthApi {
         violations.finish()?;
         let (email, password, name) = (email.unwrap(), password.unwrap(), name.unwrap());
 
-        let password_hash = password::hash(password.secret()).await?;
+        let password_hash = self.state.hasher.hash(password.secret()).await?;
         let user = self
             .state
             .store
@@ -70,31 +93,82 @@ impl AuthApi {
                 StoreError::Db(db) => db.into(),
             })?;
         tracing::info!(user_id = %user.id, "user registered");
-        self.session(&user, Uuid::new_v4()).await
+        self.session(&user).await
     }
 
-    async fn login(&self, req: v1::LoginRequest) -> Result<v1::Session, ApiError> {
+    /// Password sign-in. Each attempt is reserved against two lock-outs before the password
+    /// is checked — per account (slow guessing of one password) and per client (one client
+    /// trying many accounts) — and given back when it succeeds.
+    async fn login(
+        &self,
+        client: ClientAddr,
+        req: v1::LoginRequest,
+    ) -> Result<v1::Session, ApiError> {
         let wrong = || ApiError::unauthenticated("Email or password is incorrect.");
         // Malformed input cannot match an account; answer like any other wrong login.
         let (Ok(email), Ok(password)) = (Email::parse(&req.email), Password::parse(&req.password))
         else {
+            tracing::info!(%client, "failed sign-in: malformed email or password");
             return Err(wrong());
         };
-        let user = self.state.store.user_by_email(email.as_str()).await?;
-        let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let matches = password::verify(
-            password.secret(),
-            stored_hash
-                .as_deref()
-                .unwrap_or(&self.state.dummy_password_hash),
-        )
-        .await?;
-        match user {
-            Some(user) if matches && stored_hash.is_some() => {
-                tracing::info!(user_id = %user.id, "user signed in");
-                self.session(&user, Uuid::new_v4()).await
+        let guards = &self.state.guards;
+        let client_attempt =
+            match rate_limit::begin(&guards.sign_in_client, &client.to_string()).await {
+                Ok(attempt) => attempt,
+                Err(wait) => {
+                    tracing::warn!(%client, "sign-in refused: too many failures from this client");
+                    return Err(locked_out(
+                        "Too many failed sign-ins from your address.",
+                        wait,
+                    ));
+                }
+            };
+        let account_attempt = match rate_limit::begin(&guards.sign_in_account, email.as_str()).await
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                // Not this client's failure: the account is under attack.
+                client_attempt.succeeded().await;
+                tracing::warn!(%client, "sign-in refused: too many failures for this account");
+                return Err(locked_out(
+                    "Too many failed sign-ins for this account.",
+                    wait,
+                ));
             }
-            _ => Err(wrong()),
+        };
+        let checked = async {
+            let user = self.state.store.user_by_email(email.as_str()).await?;
+            let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+            let matches = self
+                .state
+                .hasher
+                .verify(password.secret(), stored_hash.as_deref())
+                .await?;
+            Ok::<_, ApiError>((user, matches))
+        }
+        .await;
+        // The password was never checked (busy, or the database failed): no attempt spent.
+        let (user, matches) = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                client_attempt.succeeded().await;
+                account_attempt.succeeded().await;
+                return Err(err);
+            }
+        };
+        match user {
+            Some(user) if matches => {
+                client_attempt.succeeded().await;
+                account_attempt.succeeded().await;
+                tracing::info!(user_id = %user.id, %client, "user signed in");
+                self.session(&user).await
+            }
+            user => {
+                client_attempt.failed().await;
+                account_attempt.failed().await;
+                tracing::info!(user_id = ?user.map(|u| u.id), %client, "failed sign-in: wrong email or password");
+                Err(wrong())
+            }
         }
     }
 
@@ -109,11 +183,21 @@ impl AuthApi {
         })?;
         let claims = verifier.verify(req.id_token.trim()).await?;
         let provider = verifier.provider();
-        // Only an address the provider vouches for is recorded.
+        // The subject is the account's key: anything a database could choke on is refused.
+        if claims.sub.is_empty()
+            || claims.sub.chars().count() > 255
+            || text::check_label(&claims.sub).is_err()
+        {
+            tracing::info!(provider, "id token with an unusable subject");
+            return Err(ApiError::unauthenticated("The ID token is not valid."));
+        }
+        // Only an address the provider explicitly vouches for is recorded: a token without
+        // `email_verified: true` could name anyone's address.
         let email = match (&claims.email, claims.email_verified) {
-            (Some(e), Some(true) | None) => Email::parse(e).ok(),
+            (Some(e), Some(true)) => Email::parse(e).ok(),
             _ => None,
         };
+        let picture = claims.picture.as_deref().filter(|p| is_image_url(p));
         let name = claims
             .name
             .as_deref()
@@ -136,7 +220,7 @@ impl AuthApi {
                     existing,
                     name.as_str(),
                     email.as_ref().map(Email::as_str),
-                    claims.picture.as_deref(),
+                    picture,
                 )
                 .await
                 .map_err(|err| match err {
@@ -150,7 +234,7 @@ impl AuthApi {
                     provider,
                     subject: Some(&claims.sub),
                     password_hash: None,
-                    image_url: claims.picture.as_deref(),
+                    image_url: picture,
                 })
                 .await
                 .map_err(|err| match err {
@@ -159,7 +243,7 @@ impl AuthApi {
                 })?,
         };
         tracing::info!(user_id = %user.id, provider, "user signed in with an ID token");
-        self.session(&user, Uuid::new_v4()).await
+        self.session(&user).await
     }
 
     async fn refresh(&self, req: v1::RefreshSessionRequest) -> Result<v1::Session, ApiError> {
@@ -172,14 +256,6 @@ impl AuthApi {
         if record.revoked_at.is_some() {
             return Err(invalid());
         }
-        if record.used_at.is_some() || !store.claim_refresh_token(record.id).await? {
-            // A rotated token came back: whoever holds the family may have stolen it.
-            tracing::warn!(user_id = %record.user_id, family_id = %record.family_id, "refresh token reuse; revoking the session");
-            store.revoke_refresh_family(record.family_id).await?;
-            return Err(ApiError::unauthenticated(
-                "Refresh token was already used; the session has been revoked. Sign in again.",
-            ));
-        }
         if record.expires_at <= store::now() {
             return Err(ApiError::unauthenticated(
                 "Refresh token has expired; sign in again.",
@@ -189,7 +265,24 @@ impl AuthApi {
             .user_by_id(record.user_id)
             .await?
             .ok_or_else(invalid)?;
-        self.session(&user, record.family_id).await
+        let (refresh_token, hash) = refresh::generate();
+        let refresh_expires_at = self.refresh_expiry()?;
+        match store
+            .rotate_refresh_token(&record, hash, refresh_expires_at)
+            .await?
+        {
+            Rotation::Rotated => {}
+            Rotation::FamilyRevoked => return Err(invalid()),
+            Rotation::AlreadyUsed => {
+                // A rotated token came back: whoever holds the family may have stolen it.
+                tracing::warn!(user_id = %record.user_id, family_id = %record.family_id, "refresh token reuse; revoking the session");
+                store.revoke_refresh_family(record.family_id).await?;
+                return Err(ApiError::unauthenticated(
+                    "Refresh token was already used; the session has been revoked. Sign in again.",
+                ));
+            }
+        }
+        self.session_with(&user, refresh_token, refresh_expires_at)
     }
 
     async fn logout(&self, req: v1::LogoutRequest) -> Result<(), ApiError> {
@@ -234,7 +327,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
-        let session = self.login(request.into_inner()).await?;
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref());
+        let session = self.login(client, request.into_inner()).await?;
         Ok(Response::new(v1::LoginResponse {
             session: Some(session),
         }))

@@ -129,6 +129,18 @@ impl From<Outgoing> for EventFrame {
     }
 }
 
+/// An offset a client sent: offsets are stored as signed 64-bit integers, so anything
+/// beyond `i64::MAX` (which no room will reach) is refused rather than wrapped around.
+fn offset_field(field: &'static str, raw: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match raw {
+        Some(offset) if offset > i64::MAX as u64 => Err(ApiError::invalid(FieldViolation::new(
+            field,
+            format!("{field} must be at most {}.", i64::MAX),
+        ))),
+        other => Ok(other),
+    }
+}
+
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -143,7 +155,14 @@ impl ChatService for ChatApi {
     ) -> Result<Response<Self::ChatStream>, Status> {
         let principal = self.state.auth.principal(request.metadata())?;
         let mut requests = request.into_inner();
-        let join = match requests.message().await? {
+        // A stream that never says which room it wants holds a slot for nothing.
+        let first =
+            tokio::time::timeout(self.state.chat_settings.join_deadline, requests.message())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded("no join request arrived in time; send join first")
+                })?;
+        let join = match first? {
             Some(v1::ChatRequest {
                 kind: Some(v1::chat_request::Kind::Join(join)),
             }) => join,
@@ -244,9 +263,11 @@ impl ChatService for ChatApi {
             }
             n => (n as u64).min(MAX_HISTORY_PAGE),
         };
+        let before = offset_field("before_offset", req.before_offset)?;
+        let after = offset_field("after_offset", req.after_offset)?;
         let (messages, has_more) = self
             .hub()
-            .history(group_id, req.before_offset, req.after_offset, page_size)
+            .history(group_id, before, after, page_size)
             .await?;
         Ok(Response::new(v1::ListMessagesResponse {
             messages: messages.iter().map(message_to_proto).collect(),

@@ -8,11 +8,14 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{SharedState, group_to_proto, member_to_proto, parse_id, peer_ip, timestamp};
-use crate::auth::{Principal, UserPrincipal, password};
-use crate::domain::{FieldViolation, GroupTitle, MemberName, Passcode, Violations};
+use super::{
+    ClientAddr, SharedState, group_to_proto, locked_out, member_to_proto, parse_id, timestamp,
+};
+use crate::auth::{MemberPrincipal, Principal, UserPrincipal};
+use crate::domain::{FieldViolation, GroupTitle, MemberName, Passcode, Violations, name_key};
 use crate::error::ApiError;
-use crate::store::{GroupCursor, GroupWithOwner};
+use crate::rate_limit;
+use crate::store::{AddMemberError, GroupCursor, GroupWithOwner};
 
 const DEFAULT_PAGE_SIZE: u64 = 20;
 const MAX_PAGE_SIZE: u64 = 100;
@@ -88,7 +91,7 @@ impl GroupApi {
             .user_by_id(caller.user_id)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("This account no longer exists."))?;
-        let hash = password::hash(passcode.secret()).await?;
+        let hash = self.state.hasher.hash(passcode.secret()).await?;
         let group = self
             .state
             .store
@@ -166,7 +169,7 @@ impl GroupApi {
 
         let GroupWithOwner { group, owner_name } = self.owned_group(&caller, group_id).await?;
         let passcode_hash = match &passcode {
-            Some(p) => Some(password::hash(p.secret()).await?),
+            Some(p) => Some(self.state.hasher.hash(p.secret()).await?),
             None => None,
         };
         let group = self
@@ -193,13 +196,24 @@ impl GroupApi {
         Ok(())
     }
 
+    /// Joins a group by passcode. A rejoin from a device that holds a member token of this
+    /// group returns that member; otherwise a new member is created, and a name already
+    /// taken in the group (by a member or the owner, ignoring case) is refused: a join can
+    /// never take over someone else's identity.
     async fn join(
         &self,
-        peer: std::net::IpAddr,
+        client: ClientAddr,
+        rejoining: Option<MemberPrincipal>,
         req: v1::JoinGroupRequest,
     ) -> Result<v1::JoinGroupResponse, ApiError> {
         let group_id = parse_id("group_id", &req.group_id)?;
         let name = MemberName::parse(&req.name).map_err(ApiError::invalid)?;
+        if !self.state.guards.joins.try_acquire(&client) {
+            tracing::warn!(%client, "join refused: too many joins from this client");
+            return Err(ApiError::ResourceExhausted(
+                "Too many joins from your address; try again in a minute.".into(),
+            ));
+        }
         let group = self
             .state
             .store
@@ -207,29 +221,70 @@ impl GroupApi {
             .await?
             .ok_or_else(group_not_found)?;
 
-        let limiter = &self.state.passcode_limiter;
-        if let Err(wait) = limiter.check(group_id, peer).await {
-            return Err(ApiError::ResourceExhausted(format!(
-                "Too many wrong passcodes for this group. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            )));
-        }
+        // At most the limit's worth of guesses is ever being checked at once (see
+        // `rate_limit`); a right passcode costs nothing.
+        let attempt_key = format!("{group_id}:{client}");
+        let attempt = match rate_limit::begin(&self.state.guards.passcode, &attempt_key).await {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                tracing::warn!(%group_id, %client, "join refused: passcode lock-out");
+                return Err(locked_out("Too many wrong passcodes for this group.", wait));
+            }
+        };
         // An impossible passcode cannot match; it counts as a wrong one.
         let matches = match Passcode::parse(&req.passcode) {
-            Ok(passcode) => password::verify(passcode.secret(), &group.group.passcode_hash).await?,
+            Ok(passcode) => match self
+                .state
+                .hasher
+                .verify(passcode.secret(), Some(&group.group.passcode_hash))
+                .await
+            {
+                Ok(matches) => matches,
+                Err(err) => {
+                    // Never checked (the server is busy): no attempt spent.
+                    attempt.succeeded().await;
+                    return Err(err.into());
+                }
+            },
             Err(_) => false,
         };
         if !matches {
-            limiter.record_failure(group_id, peer).await;
-            tracing::info!(%group_id, %peer, "wrong group passcode");
+            attempt.failed().await;
+            tracing::info!(%group_id, %client, "wrong group passcode");
             return Err(ApiError::permission_denied("Wrong passcode."));
         }
+        attempt.succeeded().await;
 
-        let member = self
-            .state
-            .store
-            .join_member(group_id, name.as_str())
-            .await?;
+        let store = &self.state.store;
+        let existing = match rejoining.filter(|m| m.group_id == group_id) {
+            Some(m) => store.member(m.member_id).await?,
+            None => None,
+        };
+        let member = match existing {
+            Some(member) => member,
+            None => {
+                let taken = || {
+                    ApiError::AlreadyExists(format!(
+                        "The name {:?} is already taken in this group; choose another.",
+                        name.as_str()
+                    ))
+                };
+                if name_key(&group.owner_name) == name.key() {
+                    return Err(taken());
+                }
+                store
+                    .add_member(group_id, &name, self.state.limits.max_members_per_group)
+                    .await
+                    .map_err(|err| match err {
+                        AddMemberError::NameTaken => taken(),
+                        AddMemberError::Full => ApiError::ResourceExhausted(
+                            "This group is full; no more members can join.".into(),
+                        ),
+                        AddMemberError::GroupGone => group_not_found(),
+                        AddMemberError::Db(db) => db.into(),
+                    })?
+            }
+        };
         let (member_token, expires_at) =
             self.state
                 .auth
@@ -349,8 +404,15 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::JoinGroupRequest>,
     ) -> Result<Response<v1::JoinGroupResponse>, Status> {
-        let peer = peer_ip(&request, self.state.client_ip_header.as_deref());
-        Ok(Response::new(self.join(peer, request.into_inner()).await?))
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref());
+        // A device rejoining presents its member token; anything else joins afresh.
+        let rejoining = match self.state.auth.principal(request.metadata()) {
+            Ok(Principal::Member(member)) => Some(member),
+            _ => None,
+        };
+        Ok(Response::new(
+            self.join(client, rejoining, request.into_inner()).await?,
+        ))
     }
 
     #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]

@@ -4,9 +4,9 @@
 
 mod auth_service;
 mod chat_service;
+pub mod client_addr;
 mod group_service;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,21 +20,25 @@ pub use group_service::GroupApi;
 
 use crate::auth::Authenticator;
 use crate::auth::oidc::OidcVerifier;
+use crate::auth::password::Hasher;
 use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
-use crate::rate_limit::PasscodeGuard;
+use crate::rate_limit::{AttemptGuard, TokenBuckets};
+use crate::settings::Limits;
 use crate::store::{GroupWithOwner, Store, group_members, users};
+pub use client_addr::ClientAddr;
 
 /// What every handler shares.
 pub struct AppState {
     pub store: Store,
     pub auth: Authenticator,
     pub oidc: Option<OidcVerifier>,
-    pub passcode_limiter: Arc<dyn PasscodeGuard>,
+    /// Every password and passcode hash goes through it (bounded concurrency and queue).
+    pub hasher: Hasher,
+    pub guards: Guards,
+    pub limits: Limits,
     pub refresh_token_ttl: Duration,
-    /// Verified against when a login names an unknown email (see `password::dummy_hash`).
-    pub dummy_password_hash: String,
     pub chat: Arc<ChatHub>,
     pub chat_settings: ChatSettings,
     /// Header naming the client's address when a trusted proxy is in front.
@@ -42,6 +46,26 @@ pub struct AppState {
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// The lock-outs and rates that bound what one caller can try.
+pub struct Guards {
+    /// Wrong passcodes per (group, client).
+    pub passcode: Arc<dyn AttemptGuard>,
+    /// Failed sign-ins per account (email).
+    pub sign_in_account: Arc<dyn AttemptGuard>,
+    /// Failed sign-ins per client, whichever accounts it tries.
+    pub sign_in_client: Arc<dyn AttemptGuard>,
+    /// Joins per client (successful or not).
+    pub joins: TokenBuckets<ClientAddr>,
+}
+
+/// `RESOURCE_EXHAUSTED` for a lock-out, saying how long it lasts.
+pub(crate) fn locked_out(what: &str, wait: Duration) -> ApiError {
+    ApiError::ResourceExhausted(format!(
+        "{what} Try again in {} seconds.",
+        wait.as_secs().max(1)
+    ))
+}
 
 pub(crate) fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -58,23 +82,6 @@ pub(crate) fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError>
             format!("{field} must be a UUID."),
         ))
     })
-}
-
-/// The client's address, for per-client limits.
-///
-/// Behind a load balancer the connection comes from the balancer, so with
-/// `--client-ip-header` set (e.g. `x-forwarded-for`) the client is the last address in that
-/// header — the one the balancer itself appended; earlier entries are client-supplied and
-/// not trusted.
-pub(crate) fn peer_ip<T>(request: &tonic::Request<T>, client_ip_header: Option<&str>) -> IpAddr {
-    let forwarded = client_ip_header
-        .and_then(|name| request.metadata().get(name))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    forwarded
-        .or_else(|| request.remote_addr().map(|a| a.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 pub(crate) fn user_to_proto(user: &users::Model) -> v1::User {

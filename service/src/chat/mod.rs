@@ -17,18 +17,15 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::domain::{FieldViolation, MessageBody};
+use crate::domain::{ClientMessageId, MessageBody};
 use crate::error::ApiError;
-use crate::log::MessageLog;
+use crate::log::{LogError, MessageLog};
 use crate::metrics::{Metrics, Rejection};
 use crate::rate_limit::TokenBuckets;
 use crate::relay::{RelayError, Replay, RoomRelay, Subscription};
 use crate::room::{ChatMessage, MessageDraft, Participant, Position, RoomEvent};
 use crate::store::{self, Store};
 use outbound::{Gone, Outbound, Outgoing};
-
-/// Longest accepted `client_message_id`.
-const MAX_CLIENT_MESSAGE_ID: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
@@ -42,6 +39,11 @@ pub struct ChatSettings {
     pub send_burst: u32,
     /// Longest a send waits for the log before failing with `UNAVAILABLE`.
     pub append_timeout: Duration,
+    /// Room streams (`Chat` and `Subscribe`) one participant may hold open at once on this
+    /// node, over all their connections and rooms.
+    pub max_streams_per_participant: usize,
+    /// How long a `Chat` stream may stay open before its `join` request arrives.
+    pub join_deadline: Duration,
 }
 
 impl Default for ChatSettings {
@@ -52,6 +54,8 @@ impl Default for ChatSettings {
             send_rate: 20.0,
             send_burst: 40,
             append_timeout: Duration::from_secs(10),
+            max_streams_per_participant: 32,
+            join_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -116,6 +120,28 @@ pub struct ChatHub {
     typing_limits: TokenBuckets<(Uuid, Uuid)>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// One open room stream of a participant, counted until dropped.
+struct StreamSlot {
+    open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+    participant: Uuid,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open_streams
+            .lock()
+            .expect("stream count lock poisoned");
+        if let Some(n) = open.get_mut(&self.participant) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.participant);
+            }
+        }
+    }
 }
 
 fn relay_error(err: RelayError) -> ApiError {
@@ -145,6 +171,7 @@ impl ChatHub {
             typing_limits: TokenBuckets::new(1.0, 1),
             settings,
             shutdown: CancellationToken::new(),
+            open_streams: Arc::default(),
         }
     }
 
@@ -221,14 +248,8 @@ impl ChatHub {
         client_message_id: &str,
         body: &str,
     ) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
-        if client_message_id.chars().count() > MAX_CLIENT_MESSAGE_ID {
-            return Err(SendFailure::from(ApiError::invalid(FieldViolation::new(
-                "client_message_id",
-                format!(
-                    "client_message_id must be at most {MAX_CLIENT_MESSAGE_ID} characters long."
-                ),
-            ))));
-        }
+        let client_message_id =
+            ClientMessageId::parse(client_message_id).map_err(ApiError::invalid)?;
         let body = MessageBody::parse(body).map_err(ApiError::invalid)?;
         if !self.send_limits.try_acquire(&(group_id, who.id)) {
             return Err(SendFailure::from(ApiError::ResourceExhausted(format!(
@@ -242,7 +263,7 @@ impl ChatHub {
             sender_id: who.id,
             sender_name: who.name.clone(),
             body: body.as_str().to_owned(),
-            client_message_id: client_message_id.to_owned(),
+            client_message_id: client_message_id.as_str().to_owned(),
             created_at: store::now(),
         };
         let published = self.relay.publish(draft).await.map_err(relay_error)?;
@@ -256,6 +277,17 @@ impl ChatHub {
         .await
         {
             Ok(Ok(())) => Ok((message, is_new)),
+            Ok(Err(LogError::NotStored { group_gone })) => Err(SendFailure {
+                error: if group_gone {
+                    ApiError::not_found("Group not found.")
+                } else {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "message {} was refused by the store (see dead_letters)",
+                        message.id
+                    ))
+                },
+                published: is_new,
+            }),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, message_id = %message.id, "message not durable");
                 Err(SendFailure {
@@ -404,6 +436,7 @@ impl ChatHub {
         out: Outbound,
         pending: Option<PendingSends>,
     ) -> Result<(), ApiError> {
+        let slot = self.take_stream_slot(who.id)?;
         let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
         // After the backlog the client has everything up to the subscription's head; live
         // events continue from there.
@@ -442,6 +475,7 @@ impl ChatHub {
             online,
         };
         tokio::spawn(async move {
+            let _slot = slot;
             let pump = Pump {
                 hub: hub.clone(),
                 group_id,
@@ -465,6 +499,28 @@ impl ChatHub {
             tracing::info!(%group_id, participant = %who.id, "room stream closed");
         });
         Ok(())
+    }
+
+    /// Counts a new stream of `participant`, or refuses it when they already hold
+    /// `max_streams_per_participant`.
+    fn take_stream_slot(&self, participant: Uuid) -> Result<StreamSlot, ApiError> {
+        let mut open = self
+            .open_streams
+            .lock()
+            .expect("stream count lock poisoned");
+        let n = open.entry(participant).or_insert(0);
+        if *n >= self.settings.max_streams_per_participant {
+            tracing::warn!(%participant, open = *n, "room stream refused: too many open");
+            return Err(ApiError::ResourceExhausted(format!(
+                "Too many open room streams: at most {} at once; close one first.",
+                self.settings.max_streams_per_participant
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            open_streams: self.open_streams.clone(),
+            participant,
+        })
     }
 
     /// The messages with `after < offset <= up_to`, from the relay's window and, for what

@@ -5,10 +5,11 @@
 mod group;
 mod identity;
 mod message;
+pub mod text;
 
-pub use group::{GroupTitle, MemberName, Passcode};
+pub use group::{GroupTitle, MemberName, Passcode, name_key};
 pub use identity::{DisplayName, Email, Password};
-pub use message::MessageBody;
+pub use message::{ClientMessageId, MessageBody};
 
 /// One invalid field of a request: the field's name as in the `.proto`, and a human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +63,19 @@ fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
-/// A display name: trimmed, 1 to 64 characters, no control characters. Shared by account
-/// names and member names, which differ only in their field and wording.
+/// Checks `text` against the label rules ([`text::check_label`]), worded for `label`.
+fn check_label(field: &'static str, label: &str, value: &str) -> Result<(), FieldViolation> {
+    text::check_label(value).map_err(|fault| {
+        FieldViolation::new(field, format!("{label} must not contain {}.", fault.what()))
+    })
+}
+
+/// A display name: trimmed, 1 to 64 characters, a label by the text rules (no control,
+/// direction-override or invisible characters). Shared by account names and member names,
+/// which differ only in their field and wording.
 fn parse_name(field: &'static str, label: &str, raw: &str) -> Result<String, FieldViolation> {
     let name = raw.trim();
-    if name.is_empty() {
+    if text::is_blank(name) {
         return Err(FieldViolation::new(
             field,
             format!("{label} must not be empty."),
@@ -78,11 +87,6 @@ fn parse_name(field: &'static str, label: &str, raw: &str) -> Result<String, Fie
             format!("{label} must be at most 64 characters long."),
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(FieldViolation::new(
-            field,
-            format!("{label} must not contain control characters."),
-        ));
-    }
+    check_label(field, label, name)?;
     Ok(name.to_owned())
 }

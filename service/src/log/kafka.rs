@@ -41,6 +41,7 @@ use super::persister::LogSource;
 use super::{LogError, MessageLog};
 use crate::room::ChatMessage;
 use crate::settings::ClusterSettings;
+use crate::store::Unstored;
 
 /// How long a batch waits for more records once its first one has arrived.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
@@ -332,7 +333,9 @@ impl LogSource for KafkaSource {
         Some((messages, receipt))
     }
 
-    async fn commit(&mut self, receipt: KafkaReceipt) {
+    /// Rows the store refused are already in the dead-letter table (or their group is
+    /// gone): the offsets move past them like any other.
+    async fn commit(&mut self, receipt: KafkaReceipt, _unstored: &[Unstored]) {
         if receipt.next_offsets.is_empty() {
             return;
         }
@@ -675,7 +678,7 @@ mod tests {
         while seen.len() < sent.len() {
             let (messages, receipt) = next_batch(&mut second, 100).await;
             store.insert_messages(&messages).await.unwrap();
-            second.commit(receipt).await;
+            second.commit(receipt, &[]).await;
             seen.extend(messages.iter().map(|m| m.id));
         }
         assert!(batch.iter().all(|m| seen.contains(&m.id)));
@@ -750,8 +753,8 @@ mod tests {
             Some((messages.clone(), (messages.len(), receipt)))
         }
 
-        async fn commit(&mut self, (count, receipt): Self::Receipt) {
-            self.source.commit(receipt).await;
+        async fn commit(&mut self, (count, receipt): Self::Receipt, unstored: &[Unstored]) {
+            self.source.commit(receipt, unstored).await;
             *self.seen.lock().unwrap().entry(self.persister).or_default() += count;
         }
     }

@@ -9,10 +9,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::persister::LogSource;
 use super::{LogError, MessageLog};
 use crate::room::ChatMessage;
+use crate::store::{Fate, Unstored};
+use uuid::Uuid;
 
 struct Entry {
     message: Arc<ChatMessage>,
-    persisted: oneshot::Sender<()>,
+    persisted: oneshot::Sender<Result<(), LogError>>,
 }
 
 pub struct InProcessLog {
@@ -56,7 +58,7 @@ impl MessageLog for InProcessLog {
             .send(Entry { message, persisted })
             .await
             .map_err(|_| closed())?;
-        done.await.map_err(|_| closed())
+        done.await.map_err(|_| closed())?
     }
 
     async fn close(&self) {
@@ -66,17 +68,17 @@ impl MessageLog for InProcessLog {
 
 #[async_trait]
 impl LogSource for InProcessSource {
-    type Receipt = Vec<oneshot::Sender<()>>;
+    type Receipt = Vec<(Uuid, oneshot::Sender<Result<(), LogError>>)>;
 
     async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)> {
         let first = self.queue.recv().await?;
+        let mut receipt = vec![(first.message.id, first.persisted)];
         let mut messages = vec![first.message];
-        let mut receipt = vec![first.persisted];
         while messages.len() < max {
             match self.queue.try_recv() {
                 Ok(entry) => {
+                    receipt.push((entry.message.id, entry.persisted));
                     messages.push(entry.message);
-                    receipt.push(entry.persisted);
                 }
                 Err(_) => break,
             }
@@ -84,9 +86,15 @@ impl LogSource for InProcessSource {
         Some((messages, receipt))
     }
 
-    async fn commit(&mut self, receipt: Self::Receipt) {
-        for persisted in receipt {
-            let _ = persisted.send(());
+    async fn commit(&mut self, receipt: Self::Receipt, unstored: &[Unstored]) {
+        for (id, persisted) in receipt {
+            let outcome = match unstored.iter().find(|u| u.message_id == id) {
+                None => Ok(()),
+                Some(u) => Err(LogError::NotStored {
+                    group_gone: u.fate == Fate::GroupGone,
+                }),
+            };
+            let _ = persisted.send(outcome);
         }
     }
 }

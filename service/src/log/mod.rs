@@ -24,6 +24,10 @@ pub enum LogError {
     /// The log cannot take messages now (closed, or its broker is down).
     #[error("message log unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the message for good: its group is gone, or the database cannot
+    /// hold it (it is in the dead-letter table). Retrying cannot help.
+    #[error("message not stored (group deleted: {group_gone})")]
+    NotStored { group_gone: bool },
 }
 
 #[async_trait]

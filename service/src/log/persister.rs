@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::metrics::Metrics;
 use crate::room::ChatMessage;
-use crate::store::Store;
+use crate::store::{Fate, Store, Unstored};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -24,12 +24,15 @@ pub trait LogSource: Send + 'static {
     /// drained.
     async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)>;
 
-    /// The batch is committed to the store.
-    async fn commit(&mut self, receipt: Self::Receipt);
+    /// The batch is done with: committed to the store, except `unstored` (dead-lettered, or
+    /// their group is gone), which the source must not report as durable to anyone waiting.
+    async fn commit(&mut self, receipt: Self::Receipt, unstored: &[Unstored]);
 }
 
-/// Runs until the source is closed and drained. A batch the store refuses is retried with
-/// backoff (the store may be restarting); it is never skipped.
+/// Runs until the source is closed and drained. A batch that cannot reach the store is
+/// retried with backoff (the store may be restarting) and never skipped; a row the database
+/// refuses goes to the dead-letter table (see `Store::insert_messages`) so the rows after it
+/// are not held up.
 pub async fn run<S: LogSource>(source: S, store: Store, max_batch: usize) {
     run_observed(source, store, max_batch, None).await
 }
@@ -43,13 +46,13 @@ pub async fn run_observed<S: LogSource>(
 ) {
     while let Some((batch, receipt)) = source.next_batch(max_batch.max(1)).await {
         let mut backoff = Duration::from_millis(50);
-        loop {
+        let unstored = loop {
             match store.insert_messages(&batch).await {
-                Ok(()) => {
+                Ok(unstored) => {
                     if let Some(metrics) = &metrics {
-                        metrics.batch_persisted(batch.len());
+                        metrics.batch_persisted(batch.len() - unstored.len());
                     }
-                    break;
+                    break unstored;
                 }
                 Err(err) => {
                     if let Some(metrics) = &metrics {
@@ -60,8 +63,24 @@ pub async fn run_observed<S: LogSource>(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        };
+        for u in &unstored {
+            match &u.fate {
+                Fate::GroupGone => {
+                    if let Some(metrics) = &metrics {
+                        metrics.dropped_group_gone();
+                    }
+                    tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: its group was deleted");
+                }
+                Fate::DeadLettered(reason) => {
+                    if let Some(metrics) = &metrics {
+                        metrics.dead_lettered();
+                    }
+                    tracing::error!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, %reason, "the database refused a message; kept in dead_letters");
+                }
+            }
         }
-        source.commit(receipt).await;
+        source.commit(receipt, &unstored).await;
     }
     tracing::debug!("persister drained");
 }

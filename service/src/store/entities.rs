@@ -80,6 +80,8 @@ pub mod group_members {
         pub id: Uuid,
         pub group_id: Uuid,
         pub name: String,
+        /// The name folded for comparison (see `MemberName::key`), unique per group.
+        pub name_key: Option<String>,
         pub created_at: DateTimeUtc,
     }
 
@@ -104,6 +106,32 @@ pub mod messages {
         pub sender_name: String,
         pub body: String,
         pub client_message_id: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod dead_letters {
+    use sea_orm::entity::prelude::*;
+    use uuid::Uuid;
+
+    /// A message the database refused, kept with the reason instead of being retried
+    /// forever or dropped.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dead_letters")]
+    pub struct Model {
+        /// The message's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub group_id: Uuid,
+        pub room_offset: i64,
+        /// The message as JSON, escaped so that it can be stored whatever it holds.
+        pub payload: String,
+        pub reason: String,
         pub created_at: DateTimeUtc,
     }
 

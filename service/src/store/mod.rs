@@ -11,14 +11,15 @@ use chrono::{DateTime, SubsecRound, Utc};
 use quickchat_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, Database,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
+    Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
-pub use entities::{chat_groups, group_members, messages, refresh_tokens, users};
+pub use entities::{chat_groups, dead_letters, group_members, messages, refresh_tokens, users};
 
+use crate::domain::MemberName;
 use crate::room::ChatMessage;
 
 /// The current time as stored: truncated to microseconds, the precision of PostgreSQL's
@@ -42,6 +43,19 @@ fn classify(err: DbErr) -> StoreError {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ => StoreError::Db(err),
     }
+}
+
+/// Why [`Store::add_member`] did not add a member.
+#[derive(Debug, thiserror::Error)]
+pub enum AddMemberError {
+    #[error("the name is taken in this group")]
+    NameTaken,
+    #[error("the group is full")]
+    Full,
+    #[error("the group does not exist")]
+    GroupGone,
+    #[error(transparent)]
+    Db(#[from] DbErr),
 }
 
 /// A new account to create.
@@ -179,18 +193,9 @@ impl Store {
         token_hash: String,
         expires_at: DateTime<Utc>,
     ) -> Result<refresh_tokens::Model, DbErr> {
-        refresh_tokens::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            user_id: Set(user_id),
-            family_id: Set(family_id),
-            token_hash: Set(token_hash),
-            expires_at: Set(expires_at),
-            used_at: Set(None),
-            revoked_at: Set(None),
-            created_at: Set(now()),
-        }
-        .insert(&self.db)
-        .await
+        refresh_token_row(user_id, family_id, token_hash, expires_at)
+            .insert(&self.db)
+            .await
     }
 
     pub async fn refresh_token_by_hash(
@@ -203,17 +208,43 @@ impl Store {
             .await
     }
 
-    /// Marks a refresh token used, if nobody did first. Returns false when the token was
-    /// already used or revoked: two concurrent refreshes with one token cannot both win.
-    pub async fn claim_refresh_token(&self, id: Uuid) -> Result<bool, DbErr> {
-        let result = refresh_tokens::Entity::update_many()
+    /// Trades the refresh token `used` for a new one in the same family, in one
+    /// transaction: the old token is marked used only if nobody did first, and nothing is
+    /// issued into a family that has been revoked (by a logout, or by a reuse detected in a
+    /// concurrent call). Two concurrent refreshes with one token cannot both win, and a
+    /// token issued by the winner dies with its family.
+    pub async fn rotate_refresh_token(
+        &self,
+        used: &refresh_tokens::Model,
+        new_hash: String,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, DbErr> {
+        let txn = self.db.begin().await?;
+        if family_revoked(&txn, used.family_id).await? {
+            return Ok(Rotation::FamilyRevoked);
+        }
+        let claimed = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now()))
-            .filter(refresh_tokens::Column::Id.eq(id))
+            .filter(refresh_tokens::Column::Id.eq(used.id))
             .filter(refresh_tokens::Column::UsedAt.is_null())
             .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !claimed {
+            return Ok(Rotation::AlreadyUsed);
+        }
+        refresh_token_row(used.user_id, used.family_id, new_hash, expires_at)
+            .insert(&txn)
             .await?;
-        Ok(result.rows_affected == 1)
+        txn.commit().await?;
+        Ok(Rotation::Rotated)
+    }
+
+    /// True when any token of the family has been revoked: the whole sign-in is over.
+    pub async fn refresh_family_revoked(&self, family_id: Uuid) -> Result<bool, DbErr> {
+        family_revoked(&self.db, family_id).await
     }
 
     /// Revokes every token of a sign-in (a token family). Idempotent.
@@ -336,28 +367,52 @@ impl Store {
 
     // ----- members -----
 
-    /// The member of `group_id` called `name`, created if it does not exist yet. Two joins
-    /// racing with one name end up with the same member.
-    pub async fn join_member(
+    /// Adds a member called `name` to `group_id`, unless its name is taken (another member
+    /// has a name with the same key, `MemberName::key`) or the group already has
+    /// `max_members`. The insert and the count are one transaction that holds the write
+    /// lock from its first statement (PostgreSQL: the group's row; SQLite: the insert takes
+    /// the database's one write lock, so the upgrade from a read can never fail), so
+    /// concurrent joins can neither share a name nor overfill the group.
+    pub async fn add_member(
         &self,
         group_id: Uuid,
-        name: &str,
-    ) -> Result<group_members::Model, DbErr> {
-        group_members::Entity::insert(group_members::ActiveModel {
+        name: &MemberName,
+        max_members: u64,
+    ) -> Result<group_members::Model, AddMemberError> {
+        let txn = self.db.begin().await?;
+        if self.backend == "postgres"
+            && chat_groups::Entity::find_by_id(group_id)
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+                .is_none()
+        {
+            return Err(AddMemberError::GroupGone);
+        }
+        let member = group_members::ActiveModel {
             id: Set(Uuid::new_v4()),
             group_id: Set(group_id),
-            name: Set(name.to_owned()),
+            name: Set(name.as_str().to_owned()),
+            name_key: Set(Some(name.key())),
             created_at: Set(now()),
-        })
-        .on_conflict_do_nothing_on([group_members::Column::GroupId, group_members::Column::Name])
-        .exec(&self.db)
-        .await?;
-        group_members::Entity::find()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => AddMemberError::NameTaken,
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => AddMemberError::GroupGone,
+            _ => AddMemberError::Db(err),
+        })?;
+        let members = group_members::Entity::find()
             .filter(group_members::Column::GroupId.eq(group_id))
-            .filter(group_members::Column::Name.eq(name))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("member vanished after insert".into()))
+            .count(&txn)
+            .await?;
+        if members > max_members {
+            // Dropping the transaction rolls the insert back.
+            return Err(AddMemberError::Full);
+        }
+        txn.commit().await?;
+        Ok(member)
     }
 
     pub async fn member(&self, id: Uuid) -> Result<Option<group_members::Model>, DbErr> {
@@ -388,14 +443,17 @@ impl Store {
 
     /// Stores a batch of messages in one statement. A message already stored (same id) is
     /// skipped, so replays are harmless. If the batch is refused, rows are retried one by
-    /// one and those that can never be stored (their group was deleted meanwhile, or their
-    /// offset is taken) are dropped with a warning; other failures are returned.
+    /// one: a row the database itself refuses (its group was deleted meanwhile, its offset
+    /// is taken, or a value it cannot hold) is reported in the result — and, unless its
+    /// group is gone, kept in `dead_letters` with the reason — so that one bad row never
+    /// blocks the rows after it. Only failures to reach the database are returned as
+    /// errors (the caller retries the batch).
     pub async fn insert_messages(
         &self,
         batch: &[std::sync::Arc<ChatMessage>],
-    ) -> Result<(), DbErr> {
+    ) -> Result<Vec<Unstored>, DbErr> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rows = batch.iter().map(|m| message_row(m));
         let all = messages::Entity::insert_many(rows)
@@ -403,30 +461,72 @@ impl Store {
             .exec_without_returning(&self.db)
             .await;
         if all.is_ok() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut unstored = Vec::new();
         for m in batch {
             let one = messages::Entity::insert(message_row(m))
                 .on_conflict_do_nothing_on([messages::Column::Id])
                 .exec_without_returning(&self.db)
                 .await;
-            match one {
-                Ok(_) => {}
-                Err(err)
-                    if matches!(
-                        err.sql_err(),
-                        Some(
-                            SqlErr::ForeignKeyConstraintViolation(_)
-                                | SqlErr::UniqueConstraintViolation(_)
-                        )
-                    ) =>
-                {
-                    tracing::warn!(message_id = %m.id, group_id = %m.group_id, offset = m.offset, error = %err, "dropping a message that cannot be stored");
-                }
+            let err = match one {
+                Ok(_) => continue,
+                Err(err) if refused_by_database(&err) => err,
                 Err(err) => return Err(err),
-            }
+            };
+            let fate = match err.sql_err() {
+                Some(SqlErr::ForeignKeyConstraintViolation(_)) => Fate::GroupGone,
+                _ => {
+                    let reason = printable(&err.to_string());
+                    self.dead_letter(m, &reason).await?;
+                    Fate::DeadLettered(reason)
+                }
+            };
+            unstored.push(Unstored {
+                message_id: m.id,
+                group_id: m.group_id,
+                offset: m.offset,
+                fate,
+            });
         }
+        Ok(unstored)
+    }
+
+    /// Keeps a message the database refused, escaped as JSON so that it can be stored
+    /// whatever it holds. Idempotent (a replayed batch refuses the same message again).
+    async fn dead_letter(&self, m: &ChatMessage, reason: &str) -> Result<(), DbErr> {
+        let payload = serde_json::json!({
+            "id": m.id,
+            "group_id": m.group_id,
+            "offset": m.offset,
+            "sender_id": m.sender_id,
+            "sender_name": m.sender_name,
+            "body": m.body,
+            "client_message_id": m.client_message_id,
+            "created_at": m.created_at,
+        });
+        dead_letters::Entity::insert(dead_letters::ActiveModel {
+            id: Set(m.id),
+            group_id: Set(m.group_id),
+            room_offset: Set(m.offset as i64),
+            // serde_json escapes every control character, NUL included.
+            payload: Set(payload.to_string()),
+            reason: Set(reason.to_owned()),
+            created_at: Set(now()),
+        })
+        .on_conflict_do_nothing_on([dead_letters::Column::Id])
+        .exec_without_returning(&self.db)
+        .await?;
         Ok(())
+    }
+
+    /// Messages the persister could not store, oldest first.
+    pub async fn dead_letters(&self, limit: u64) -> Result<Vec<dead_letters::Model>, DbErr> {
+        dead_letters::Entity::find()
+            .order_by_asc(dead_letters::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
     }
 
     /// A page of a room's history, newest first: at most `limit` messages with
@@ -477,6 +577,90 @@ impl Store {
             .await?;
         Ok(rows.into_iter().map(chat_message).collect())
     }
+}
+
+/// A message of a batch that was not stored, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unstored {
+    pub message_id: Uuid,
+    pub group_id: Uuid,
+    pub offset: u64,
+    pub fate: Fate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Its group was deleted: dropping it is the intent.
+    GroupGone,
+    /// The database refused it for this reason; it is in `dead_letters`.
+    DeadLettered(String),
+}
+
+/// True when the database refused this row for what it holds — a constraint (unique,
+/// foreign key, not null, check) or a value it cannot store (PostgreSQL's data exceptions,
+/// SQLSTATE class 22, e.g. NUL in text; SQLite's `TOOBIG`/`MISMATCH`) — so that retrying
+/// the same row can never help. Anything else (unreachable, a missing table, out of disk)
+/// may pass and is retried.
+fn refused_by_database(err: &DbErr) -> bool {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(db) = &**e else {
+        return false;
+    };
+    if !matches!(db.kind(), sea_orm::sqlx::error::ErrorKind::Other) {
+        return true;
+    }
+    let code = db.code().unwrap_or_default();
+    code.starts_with("22") || code.starts_with("23") || matches!(&*code, "18" | "20")
+}
+
+/// `text` without control characters, at most 1000 characters: safe to store and log.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(1000)
+        .collect()
+}
+
+/// What [`Store::rotate_refresh_token`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old token is used up; the new one is stored.
+    Rotated,
+    /// Someone used the token first: a rotated token came back.
+    AlreadyUsed,
+    /// The family was revoked; nothing was issued.
+    FamilyRevoked,
+}
+
+fn refresh_token_row(
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+) -> refresh_tokens::ActiveModel {
+    refresh_tokens::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user_id),
+        family_id: Set(family_id),
+        token_hash: Set(token_hash),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        created_at: Set(now()),
+    }
+}
+
+async fn family_revoked(db: &impl ConnectionTrait, family_id: Uuid) -> Result<bool, DbErr> {
+    Ok(refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+        .one(db)
+        .await?
+        .is_some())
 }
 
 fn message_row(m: &ChatMessage) -> messages::ActiveModel {

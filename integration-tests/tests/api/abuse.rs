@@ -1,0 +1,385 @@
+//! The abuse suite: each attack that once worked against QuickChat, tried again against the
+//! real server, with real concurrent clients where the attack is a race.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use quickchat_proto::v1::{self, chat_service_client::ChatServiceClient};
+use tonic::Code;
+
+use crate::helpers::{authed, expect_code, field_violations, spawn_app, spawn_app_with};
+
+fn join_request(group_id: &str, name: &str, passcode: &str) -> v1::JoinGroupRequest {
+    v1::JoinGroupRequest {
+        group_id: group_id.into(),
+        name: name.into(),
+        passcode: passcode.into(),
+    }
+}
+
+/// 20 wrong guesses at once against a limit of 5: only 5 are ever checked, the rest are
+/// refused before the passcode is looked at, and the lock-out then holds even for the right
+/// passcode. (Before the fix all 20 were checked.)
+#[tokio::test]
+async fn concurrent_wrong_passcodes_cannot_race_past_the_lock_out() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Raced group").await;
+
+    let guesses = (0..20).map(|i| {
+        let mut groups = app.groups();
+        let request = join_request(
+            &group.id,
+            &format!("Guesser {i}"),
+            &format!("{:04}", 5000 + i),
+        );
+        async move { groups.join_group(request).await }
+    });
+    let results = join_all(guesses).await;
+    let checked = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::PermissionDenied))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted))
+        .count();
+    assert_eq!(checked, 5, "exactly the limit is checked: {results:?}");
+    assert_eq!(refused, 15);
+
+    let status = expect_code(
+        app.groups()
+            .join_group(join_request(&group.id, "Rightful", "1234"))
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        status.message().contains("Too many wrong passcodes"),
+        "{status:?}"
+    );
+}
+
+/// A right passcode does not count towards the lock-out.
+#[tokio::test]
+async fn right_passcodes_never_lock_anyone_out() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Busy group").await;
+    for i in 0..12 {
+        app.join(&group.id, &format!("Member {i}")).await;
+    }
+}
+
+/// Joining with a taken name never returns the member who has it: the name is refused,
+/// whatever its case or spacing, and the owner's name is taken too. The member itself gets
+/// back in by presenting its member token.
+#[tokio::test]
+async fn a_join_cannot_take_over_an_existing_member() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Identity").await;
+    let max = app.join(&group.id, "Max").await;
+    let max_id = max.member.clone().unwrap().id;
+
+    for taken in ["Max", "max", " MAX ", "olga", "OLGA"] {
+        let status = expect_code(
+            app.groups()
+                .join_group(join_request(&group.id, taken, "1234"))
+                .await,
+            Code::AlreadyExists,
+        );
+        assert!(
+            status.message().contains("already taken"),
+            "{taken:?}: {status:?}"
+        );
+    }
+
+    // Max's own device, presenting its token, is Max again (with a fresh token).
+    let again = app
+        .groups()
+        .join_group(authed(
+            join_request(&group.id, "Max", "1234"),
+            &max.member_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.member.unwrap().id, max_id);
+
+    // A member token of another group proves nothing here.
+    let other = app.create_group(&owner.access_token, "Elsewhere").await;
+    let stranger = app.join(&other.id, "Max").await;
+    expect_code(
+        app.groups()
+            .join_group(authed(
+                join_request(&group.id, "Max", "1234"),
+                &stranger.member_token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+}
+
+/// Ten joins racing for one name: exactly one gets it.
+#[tokio::test]
+async fn concurrent_joins_with_one_name_give_it_to_one_member() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app
+        .create_group(&owner.access_token, "Race for a name")
+        .await;
+    let joins = (0..10).map(|i| {
+        let mut groups = app.groups();
+        let name = if i % 2 == 0 { "Sam" } else { "sam" };
+        let request = join_request(&group.id, name, "1234");
+        async move { groups.join_group(request).await }
+    });
+    let results = join_all(joins).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::AlreadyExists))
+        .count();
+    assert_eq!((won, taken), (1, 9), "{results:?}");
+}
+
+/// Names and titles that could spoof or corrupt what others see are refused with a clear
+/// message; bodies with NUL or escape sequences too.
+#[tokio::test]
+async fn text_that_spoofs_or_jams_is_refused_at_the_door() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Clean text").await;
+
+    for name in ["Bob\u{202E}gnp", "A\u{200B}nn", "two\nlines", "nul\u{0}"] {
+        let status = expect_code(
+            app.groups()
+                .join_group(join_request(&group.id, name, "1234"))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(field_violations(&status)[0].0, "name", "{name:?}");
+    }
+    for title in [
+        "Book\u{0}club",
+        "Book\nclub",
+        "\u{1b}[2JBook club",
+        "Book \u{202E}club",
+    ] {
+        let status = expect_code(
+            app.groups()
+                .create_group(authed(
+                    v1::CreateGroupRequest {
+                        title: title.into(),
+                        passcode: "1234".into(),
+                    },
+                    &owner.access_token,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(field_violations(&status)[0].0, "title", "{title:?}");
+    }
+    let status = expect_code(
+        app.auth()
+            .register(v1::RegisterRequest {
+                email: "mallory@example.com".into(),
+                password: "correct horse".into(),
+                name: "Mal\u{2066}lory".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(field_violations(&status)[0].0, "name");
+
+    let mut chat = ChatServiceClient::new(app.channel.clone());
+    for body in ["poison\u{0}", "\u{1b}[2J", "bell\u{7}"] {
+        let status = expect_code(
+            chat.send_message(authed(
+                v1::SendMessageRequest {
+                    group_id: group.id.clone(),
+                    body: body.into(),
+                    client_message_id: String::new(),
+                },
+                &owner.access_token,
+            ))
+            .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(field_violations(&status)[0].0, "body", "{body:?}");
+    }
+    // And the room keeps working for everyone.
+    let sent = chat
+        .send_message(authed(
+            v1::SendMessageRequest {
+                group_id: group.id.clone(),
+                body: "multi\nline\tbody".into(),
+                client_message_id: "ok-1".into(),
+            },
+            &owner.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(sent.body, "multi\nline\tbody");
+}
+
+/// History offsets beyond what a signed 64-bit column holds are refused, not wrapped into
+/// negative numbers.
+#[tokio::test]
+async fn history_offsets_beyond_i64_are_refused() {
+    let app = spawn_app().await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Big numbers").await;
+    let mut chat = ChatServiceClient::new(app.channel.clone());
+    for (before, after) in [(Some(1u64 << 63), None), (None, Some(u64::MAX))] {
+        let status = expect_code(
+            chat.list_messages(authed(
+                v1::ListMessagesRequest {
+                    group_id: group.id.clone(),
+                    before_offset: before,
+                    after_offset: after,
+                    page_size: 10,
+                },
+                &owner.access_token,
+            ))
+            .await,
+            Code::InvalidArgument,
+        );
+        assert!(!field_violations(&status).is_empty());
+    }
+    // The largest valid offset is fine (and finds nothing).
+    let page = chat
+        .list_messages(authed(
+            v1::ListMessagesRequest {
+                group_id: group.id.clone(),
+                before_offset: Some(i64::MAX as u64),
+                after_offset: None,
+                page_size: 10,
+            },
+            &owner.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.messages.is_empty());
+}
+
+/// Bytes that are not a protobuf message are the caller's fault: `INVALID_ARGUMENT`,
+/// without the decoder's description of our types.
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument_and_names_nothing() {
+    let app = spawn_app().await;
+    // A gRPC-web call whose one message is a truncated field (tag 1, length 100, 2 bytes).
+    let body: Vec<u8> = [0u8, 0, 0, 0, 4, 0x0a, 100, b'a', b'b'].to_vec();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/quickchat.v1.GroupService/GetGroup",
+            app.addr
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let trailers = String::from_utf8_lossy(&bytes).to_string();
+    let status = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            trailers.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("grpc-status:")
+                    .map(|s| s.trim().to_owned())
+            })
+        })
+        .expect("a grpc-status");
+    assert_eq!(
+        status,
+        (Code::InvalidArgument as i32).to_string(),
+        "{trailers}"
+    );
+    let message = format!("{headers:?} {trailers}");
+    for leak in ["GetGroupRequest", "group_id", "DecodeError"] {
+        assert!(!message.contains(leak), "{leak} leaked: {message}");
+    }
+}
+
+/// A `Chat` stream that never says which room it wants is closed after the join deadline.
+#[tokio::test]
+async fn a_chat_stream_that_never_joins_is_closed() {
+    let app = spawn_app_with(|s| s.chat.join_deadline = Duration::from_millis(300)).await;
+    let owner = app.register("Olga").await;
+    let (_keep_open, requests) = tokio::sync::mpsc::channel::<v1::ChatRequest>(1);
+    let mut chat = ChatServiceClient::new(app.channel.clone());
+    let call = chat.chat(authed(
+        tokio_stream::wrappers::ReceiverStream::new(requests),
+        &owner.access_token,
+    ));
+    let result = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the server answers without a join");
+    expect_code(result, Code::DeadlineExceeded);
+}
+
+/// One principal cannot hold more than its share of room streams; closing one frees a slot.
+#[tokio::test]
+async fn room_streams_per_principal_are_capped() {
+    let app = spawn_app_with(|s| s.chat.max_streams_per_participant = 3).await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Capped").await;
+    let member = app.join(&group.id, "Max").await;
+    let subscribe = |token: String| {
+        let mut chat = ChatServiceClient::new(app.channel.clone());
+        let group_id = group.id.clone();
+        async move {
+            chat.subscribe(authed(
+                v1::SubscribeRequest {
+                    group_id,
+                    since: None,
+                },
+                &token,
+            ))
+            .await
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            subscribe(member.member_token.clone())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let status = expect_code(
+        subscribe(member.member_token.clone()).await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        status.message().contains("Too many open room streams"),
+        "{status:?}"
+    );
+    // Someone else is not affected.
+    let _owner_stream = subscribe(owner.access_token.clone()).await.unwrap();
+
+    drop(open.pop());
+    // The server notices the cancelled stream shortly.
+    let mut reopened = None;
+    for _ in 0..50 {
+        match subscribe(member.member_token.clone()).await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(reopened.is_some(), "a closed stream frees its slot");
+}
