@@ -399,6 +399,97 @@ mod tests {
         assert!(begin(&guard, "g:peer").await.is_ok());
     }
 
+    /// The behaviours both guards share, against real concurrency (not paused time).
+    mod conformance {
+        use super::*;
+
+        pub async fn concurrent_attempts_never_exceed_the_limit(guard: Arc<dyn AttemptGuard>) {
+            let key = format!("race:{}", uuid::Uuid::new_v4());
+            let attempts = (0..40).map(|_| {
+                let (guard, key) = (guard.clone(), key.clone());
+                tokio::spawn(async move {
+                    match begin(&guard, &key).await {
+                        Ok(attempt) => {
+                            // The secret is being checked (argon2 takes a while).
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            attempt.failed().await;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                })
+            });
+            let checked = futures::future::join_all(attempts)
+                .await
+                .into_iter()
+                .filter(|r| *r.as_ref().unwrap())
+                .count();
+            assert_eq!(checked, 5, "exactly the limit is ever checked");
+        }
+
+        pub async fn right_answers_in_a_crowd_all_get_through(guard: Arc<dyn AttemptGuard>) {
+            let key = format!("crowd:{}", uuid::Uuid::new_v4());
+            let attempts = (0..30).map(|_| {
+                let (guard, key) = (guard.clone(), key.clone());
+                tokio::spawn(async move {
+                    let attempt = begin(&guard, &key).await.ok()?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    attempt.succeeded().await;
+                    Some(())
+                })
+            });
+            let admitted = futures::future::join_all(attempts)
+                .await
+                .into_iter()
+                .filter(|r| r.as_ref().unwrap().is_some())
+                .count();
+            assert_eq!(
+                admitted, 30,
+                "right answers wait their turn, none is refused"
+            );
+        }
+    }
+
+    macro_rules! attempt_guard_suite {
+        ($module:ident, $make:expr) => {
+            mod $module {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn concurrent_attempts_never_exceed_the_limit() {
+                    conformance::concurrent_attempts_never_exceed_the_limit($make.await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn right_answers_in_a_crowd_all_get_through() {
+                    conformance::right_answers_in_a_crowd_all_get_through($make.await).await;
+                }
+            }
+        };
+    }
+
+    fn five_in_five_minutes() -> AttemptLimit {
+        AttemptLimit {
+            max_failures: 5,
+            window: Duration::from_secs(300),
+        }
+    }
+
+    attempt_guard_suite!(in_memory, async {
+        Arc::new(AttemptLimiter::new(five_in_five_minutes())) as Arc<dyn AttemptGuard>
+    });
+
+    attempt_guard_suite!(redis, async {
+        let url = std::env::var("QUICKCHAT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("quickchat-test:{}", uuid::Uuid::new_v4().simple());
+        Arc::new(
+            RedisAttemptLimiter::connect(&url, &prefix, "attempts", five_in_five_minutes())
+                .await
+                .expect("redis at QUICKCHAT_TEST_REDIS_URL"),
+        ) as Arc<dyn AttemptGuard>
+    });
+
     #[tokio::test(start_paused = true)]
     async fn token_buckets_allow_a_burst_then_the_sustained_rate() {
         let limiter = TokenBuckets::new(20.0, 40);

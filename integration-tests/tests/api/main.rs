@@ -6,6 +6,7 @@
 mod abuse;
 mod abuse_auth;
 mod auth;
+mod authz_matrix;
 mod chat;
 mod chat_client;
 mod dead_letters;

@@ -249,3 +249,43 @@ async fn without_an_issuer_configured_id_token_sign_in_is_off() {
         status.message()
     );
 }
+
+/// An ID token that does not say `email_verified: true` cannot attach an address to the
+/// account (it could name anyone's), and a picture that is not an http(s) URL is dropped.
+#[tokio::test]
+async fn only_verified_emails_and_web_pictures_are_kept() {
+    let (app, issuer) = app_with_issuer().await;
+    let key = &keys().0;
+    for (sub, verified) in [("2001", None), ("2002", Some(false))] {
+        let mut claims = claims(&issuer, sub, "Eve");
+        match verified {
+            None => claims.as_object_mut().unwrap().remove("email_verified"),
+            Some(v) => claims
+                .as_object_mut()
+                .unwrap()
+                .insert("email_verified".into(), v.into()),
+        };
+        claims["picture"] = "javascript:alert(1)".into();
+        let user = sign_in(&app, id_token(key, KID, claims))
+            .await
+            .unwrap()
+            .user
+            .unwrap();
+        assert_eq!(user.email, "", "email_verified = {verified:?}");
+        assert_eq!(user.image_url, "");
+    }
+}
+
+/// A subject that a database could choke on is refused, not passed to a query.
+#[tokio::test]
+async fn a_subject_with_control_characters_is_refused() {
+    let (app, issuer) = app_with_issuer().await;
+    let key = &keys().0;
+    let status = sign_in(
+        &app,
+        id_token(key, KID, claims(&issuer, "30\u{0}01", "Eve")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+}

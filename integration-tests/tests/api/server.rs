@@ -214,6 +214,24 @@ async fn the_embedded_default_keeps_its_secret_so_tokens_survive_a_restart() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600, "the JWT secret is private to its owner");
+        let mode_of = |p: &str| {
+            std::fs::metadata(data_dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode_of("data"), 0o700, "the data directory is private");
+        assert_eq!(
+            mode_of("data/quickchat.db"),
+            0o600,
+            "the database is private"
+        );
+        for companion in ["data/quickchat.db-wal", "data/quickchat.db-shm"] {
+            if data_dir.path().join(companion).exists() {
+                assert_eq!(mode_of(companion), 0o600, "{companion} is private");
+            }
+        }
     }
     assert!(data_dir.path().join("data/quickchat.db").exists());
 
