@@ -22,9 +22,12 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Kafka bootstrap servers for the distributed message log (not supported yet).
     pub kafka_brokers: Option<String>,
-    /// HS256 key for access and member tokens; `None` means a key generated once and kept in
-    /// `data_dir/jwt-secret` (mode 0600).
+    /// HS256 key that signs access and member tokens; `None` means a key generated once and
+    /// kept in `data_dir/jwt-secret` (mode 0600).
     pub jwt_secret: Option<SecretString>,
+    /// Keys that signed tokens before the last rotation: their tokens still verify until they
+    /// expire, nothing new is signed with them (see `auth::tokens`).
+    pub jwt_previous_secrets: Vec<SecretString>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub member_token_ttl: Duration,
@@ -119,6 +122,7 @@ impl Default for Settings {
             redis_url: None,
             kafka_brokers: None,
             jwt_secret: None,
+            jwt_previous_secrets: Vec::new(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             member_token_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -180,6 +184,17 @@ pub struct ServerArgs {
     /// cluster needs the same one.
     #[arg(long, env = "QUICKCHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A secret that signed tokens before the last rotation: its tokens are accepted until
+    /// they expire, none are signed with it. Repeat the flag for several (the variable is
+    /// comma-separated).
+    #[arg(
+        long = "jwt-previous-secret",
+        env = "QUICKCHAT_JWT_PREVIOUS_SECRETS",
+        value_name = "SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Vec<String>,
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "QUICKCHAT_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
     pub access_token_ttl_secs: u64,
@@ -283,6 +298,11 @@ impl From<ServerArgs> for Settings {
             redis_url: args.redis_url,
             kafka_brokers: args.kafka_brokers,
             jwt_secret: args.jwt_secret.map(SecretString::from),
+            jwt_previous_secrets: args
+                .jwt_previous_secrets
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
             access_token_ttl: Duration::from_secs(args.access_token_ttl_secs),
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
             member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),

@@ -103,8 +103,17 @@ impl Application {
             }
             None => load_or_create_secret(&settings.data_dir).await?,
         };
+        anyhow::ensure!(
+            settings
+                .jwt_previous_secrets
+                .iter()
+                .all(|s| s.expose_secret().len() >= MIN_SECRET_BYTES),
+            "every --jwt-previous-secret must be at least {MIN_SECRET_BYTES} bytes long, as it was \
+             when it signed tokens"
+        );
         let tokens = TokenIssuer::new(
             &secret,
+            &settings.jwt_previous_secrets,
             settings.access_token_ttl,
             settings.member_token_ttl,
         );

@@ -10,5 +10,6 @@ mod deploy;
 mod groups;
 mod helpers;
 mod join;
+mod key_rotation;
 mod oidc;
 mod server;
