@@ -1,7 +1,7 @@
 //! The QuickChat server.
 //!
 //! A request arrives over gRPC or gRPC-web ([`startup`] builds the tonic server, with health
-//! checks, reflection and CORS) and reaches one of the handlers in [`api`]. A handler turns
+//! checks, reflection and [`cors`]) and reaches one of the handlers in [`api`]. A handler turns
 //! the raw request into [`domain`] types (validation happens there and nowhere else),
 //! authenticates the caller with [`auth`] (JWT access tokens, member tokens, refresh-token
 //! rotation, OpenID Connect), and reads or writes through the [`store`] (sea-orm over SQLite
@@ -18,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod chat;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod log;

@@ -58,6 +58,10 @@ pub struct Settings {
     /// Behind a trusted load balancer: the request header holding the client's address
     /// (its last entry), used for per-client limits. `None`: the connection's address.
     pub client_ip_header: Option<String>,
+    /// Origins whose pages may call the API from a browser (CORS), e.g.
+    /// `https://chat.example.com`; `["*"]` allows any (without credentials). Empty means only
+    /// the server's own origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -139,6 +143,7 @@ impl Default for Settings {
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
             client_ip_header: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -278,6 +283,16 @@ pub struct ServerArgs {
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
     #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
+    /// An origin whose web pages may call the API (CORS), e.g. https://chat.example.com;
+    /// repeat for several (the variable is comma-separated), or '*' for any. Default: only
+    /// the server's own origin.
+    #[arg(
+        long = "cors-origin",
+        env = "QUICKCHAT_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 impl From<ServerArgs> for Settings {
@@ -301,6 +316,7 @@ impl From<ServerArgs> for Settings {
             jwt_previous_secrets: args
                 .jwt_previous_secrets
                 .into_iter()
+                .filter(|s| !s.is_empty())
                 .map(SecretString::from)
                 .collect(),
             access_token_ttl: Duration::from_secs(args.access_token_ttl_secs),
@@ -324,6 +340,7 @@ impl From<ServerArgs> for Settings {
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,
             client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            cors_origins: args.cors_origins,
             ..Settings::default()
         }
     }

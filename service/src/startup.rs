@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use http::HeaderName;
 use quickchat_proto::frames::chat_service_server::ChatServiceServer;
 use quickchat_proto::v1::auth_service_server::AuthServiceServer;
 use quickchat_proto::v1::group_service_server::GroupServiceServer;
@@ -19,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
 
 use crate::api::{AppState, AuthApi, ChatApi, GroupApi, SharedState};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::{Authenticator, TokenIssuer, password};
 use crate::chat::ChatHub;
+use crate::cors::AllowedOrigins;
 use crate::log::MessageLog;
 use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
@@ -50,6 +50,7 @@ const MIN_SECRET_BYTES: usize = 32;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    cors: CorsLayer,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
@@ -233,6 +234,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
+        let cors = AllowedOrigins::parse(&settings.cors_origins, local_addr, false)?.layer();
         let description = format!(
             "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
@@ -246,6 +248,7 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            cors,
             state,
             persister,
             stop_persister,
@@ -310,7 +313,7 @@ impl Application {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .accept_http1(true)
-            .layer(cors())
+            .layer(self.cors)
             .layer(GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection)
@@ -362,33 +365,6 @@ impl Application {
         }
         Ok(())
     }
-}
-
-/// CORS for browsers calling over gRPC-web from another origin.
-fn cors() -> CorsLayer {
-    let headers = |names: &[&'static str]| {
-        names
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect::<Vec<_>>()
-    };
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_credentials(true)
-        .max_age(Duration::from_secs(24 * 60 * 60))
-        .allow_methods([http::Method::POST, http::Method::OPTIONS])
-        .allow_headers(headers(&[
-            "authorization",
-            "content-type",
-            "x-grpc-web",
-            "x-user-agent",
-            "grpc-timeout",
-        ]))
-        .expose_headers(headers(&[
-            "grpc-status",
-            "grpc-message",
-            "grpc-status-details-bin",
-        ]))
 }
 
 /// Hides the password of a database URL for logs and the startup line.

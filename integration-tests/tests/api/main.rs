@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod chat_client;
+mod cors;
 mod deploy;
 mod groups;
 mod helpers;
