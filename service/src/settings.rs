@@ -58,10 +58,21 @@ pub struct Settings {
     /// Behind a trusted load balancer: the request header holding the client's address
     /// (its last entry), used for per-client limits. `None`: the connection's address.
     pub client_ip_header: Option<String>,
+    /// Serve gRPC and gRPC-web over TLS with this certificate; `None` means plaintext.
+    pub tls: Option<TlsSettings>,
     /// Origins whose pages may call the API from a browser (CORS), e.g.
     /// `https://chat.example.com`; `["*"]` allows any (without credentials). Empty means only
     /// the server's own origin.
     pub cors_origins: Vec<String>,
+}
+
+/// The server's certificate and key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
@@ -143,6 +154,7 @@ impl Default for Settings {
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
             client_ip_header: None,
+            tls: None,
             cors_origins: Vec::new(),
         }
     }
@@ -283,6 +295,22 @@ pub struct ServerArgs {
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
     #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
+    /// Serve gRPC and gRPC-web over TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(
+        long,
+        env = "QUICKCHAT_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "QUICKCHAT_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// An origin whose web pages may call the API (CORS), e.g. https://chat.example.com;
     /// repeat for several (the variable is comma-separated), or '*' for any. Default: only
     /// the server's own origin.
@@ -304,6 +332,10 @@ impl From<ServerArgs> for Settings {
                 jwks_url: args.oidc_jwks_url,
                 provider: args.oidc_provider,
             }),
+            _ => None,
+        };
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings { cert, key }),
             _ => None,
         };
         Self {
@@ -340,6 +372,7 @@ impl From<ServerArgs> for Settings {
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,
             client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            tls,
             cors_origins: args.cors_origins,
             ..Settings::default()
         }

@@ -36,6 +36,7 @@ use crate::relay::memory::InProcessRelay;
 use crate::relay::redis::{PresenceTiming, RedisRelay};
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::tls;
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
 /// Largest request message accepted (tonic's default is 4 MiB). The largest valid request,
@@ -50,6 +51,8 @@ const MIN_SECRET_BYTES: usize = 32;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `None`: plaintext.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     cors: CorsLayer,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
@@ -230,14 +233,20 @@ impl Application {
             client_ip_header: settings.client_ip_header.clone(),
         });
 
+        let tls = match &settings.tls {
+            Some(tls_settings) => Some(tls::acceptor(tls_settings).await?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        let cors = AllowedOrigins::parse(&settings.cors_origins, local_addr, false)?.layer();
+        let cors =
+            AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?.layer();
         let description = format!(
-            "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
+            "quickchat-server {} listening on {}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
+            if tls.is_some() { "https" } else { "http" },
             match &settings.oidc {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
                 None => "password".to_owned(),
@@ -248,6 +257,7 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            tls,
             cors,
             state,
             persister,
@@ -307,7 +317,7 @@ impl Application {
             tracing::info!("shutting down: closing room streams");
             hub.shut_down();
         };
-        Server::builder()
+        let router = Server::builder()
             // A client that vanished without closing its connection (a phone losing its
             // network) is noticed within ~40 s: its streams end, its presence goes away.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -328,16 +338,24 @@ impl Application {
             .add_service(
                 ChatServiceServer::new(ChatApi::new(state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
-            )
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener)
-                    // Small frames (acks, chat messages) must not wait for Nagle's algorithm.
-                    .with_nodelay(Some(true))
-                    .with_keepalive(Some(Duration::from_secs(60))),
-                shutdown,
-            )
-            .await
-            .context("server error")?;
+            );
+        let incoming = TcpIncoming::from(self.listener)
+            // Small frames (acks, chat messages) must not wait for Nagle's algorithm.
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+        match self.tls {
+            Some(acceptor) => {
+                router
+                    .serve_with_incoming_shutdown(tls::accept(incoming, acceptor), shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+        }
+        .context("server error")?;
 
         tracing::info!("server stopped; persisting what the log holds");
         state.chat.log().close().await;

@@ -14,3 +14,4 @@ mod join;
 mod key_rotation;
 mod oidc;
 mod server;
+mod tls;
