@@ -26,6 +26,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "QUICKCHAT_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
 
+    /// A CA certificate (PEM) to trust for an https:// server, in addition to the public
+    /// roots: for a server whose certificate a private CA signed.
+    #[arg(long, global = true, env = "QUICKCHAT_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Print data as JSON, one object per line.
     #[arg(long, global = true)]
     pub json: bool,

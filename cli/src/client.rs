@@ -7,6 +7,7 @@
 //! save it, and retry.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use quickchat_proto::v1::{
     self, auth_service_client::AuthServiceClient, chat_service_client::ChatServiceClient,
     group_service_client::GroupServiceClient,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::config::{Membership, StoredSession, TokenStore};
@@ -33,6 +34,7 @@ pub enum Identity {
 
 pub struct Client {
     server: String,
+    ca_cert: Option<Certificate>,
     channel: Channel,
     store: TokenStore,
 }
@@ -73,11 +75,17 @@ pub fn with_token<T>(message: T, token: &str) -> Request<T> {
 }
 
 impl Client {
-    /// Connects to `server` (failing fast with exit code 4 when it is down).
-    pub async fn connect(server: &str, store: TokenStore) -> Result<Self, CliError> {
-        let channel = open_channel(server).await?;
+    /// Connects to `server` (failing fast with exit code 4 when it is down), trusting
+    /// `ca_cert` too when it is an https:// server.
+    pub async fn connect(
+        server: &str,
+        ca_cert: Option<Certificate>,
+        store: TokenStore,
+    ) -> Result<Self, CliError> {
+        let channel = open_channel(server, ca_cert.as_ref()).await?;
         Ok(Self {
             server: server.to_owned(),
+            ca_cert,
             channel,
             store,
         })
@@ -85,7 +93,7 @@ impl Client {
 
     /// Opens a fresh connection (after the server went away).
     pub async fn reconnect(&mut self) -> Result<(), CliError> {
-        self.channel = open_channel(&self.server).await?;
+        self.channel = open_channel(&self.server, self.ca_cert.as_ref()).await?;
         Ok(())
     }
 
@@ -288,12 +296,44 @@ pub fn shell_word(value: &str) -> String {
     }
 }
 
-/// Connects to `server`; exit code 4 when it is down.
-pub async fn open_channel(server: &str) -> Result<Channel, CliError> {
-    let endpoint = Endpoint::from_shared(server.to_owned())
+/// The CA certificate of `--ca-cert`, checked to be PEM.
+pub fn load_ca_cert(path: &Path) -> Result<Certificate, CliError> {
+    let pem = std::fs::read(path).map_err(|err| {
+        CliError::local(format!("cannot read --ca-cert {}: {err}", path.display()))
+    })?;
+    if !pem
+        .windows(CERTIFICATE_PEM.len())
+        .any(|w| w == CERTIFICATE_PEM)
+    {
+        return Err(CliError::usage(format!(
+            "--ca-cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(Certificate::from_pem(pem))
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// Connects to `server`; exit code 4 when it is down or, over https://, not trusted. An
+/// https:// server must have a certificate from a public CA or from `ca_cert`.
+pub async fn open_channel(
+    server: &str,
+    ca_cert: Option<&Certificate>,
+) -> Result<Channel, CliError> {
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|err| CliError::usage(format!("--server {server:?} is not usable: {err}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca_cert) = ca_cert {
+            tls = tls.ca_certificate(ca_cert.clone());
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|err| {
+            CliError::usage(format!("--server {server:?}: cannot set up TLS: {err}"))
+        })?;
+    }
     endpoint
         .connect()
         .await

@@ -7,7 +7,7 @@
 //! | 1 | usage or validation error (including the server refusing a value, rate limits, and other server failures) |
 //! | 2 | authentication: not logged in, session expired, not a member, wrong passcode |
 //! | 3 | not found: unknown group |
-//! | 4 | the server cannot be reached |
+//! | 4 | the server cannot be reached (also: its TLS certificate is not trusted) |
 
 use tonic::{Code, Status};
 
@@ -25,6 +25,12 @@ pub enum CliError {
     /// The server is down or cannot be reached.
     #[error("cannot reach the QuickChat server{}{}", server_suffix(.server), detail_suffix(.detail))]
     Unreachable {
+        server: Option<String>,
+        detail: String,
+    },
+    /// The server answered over TLS with a certificate we do not trust (or no TLS at all).
+    #[error("cannot reach the QuickChat server{} over TLS: {detail} (if a private CA signed its certificate, trust it with --ca-cert or QUICKCHAT_CA_CERT)", server_suffix(.server))]
+    Untrusted {
         server: Option<String>,
         detail: String,
     },
@@ -70,7 +76,7 @@ impl CliError {
             Self::Usage(_) | Self::Server(_) | Self::Local(_) => 1,
             Self::Auth(_) => 2,
             Self::NotFound(_) => 3,
-            Self::Unreachable { .. } => 4,
+            Self::Unreachable { .. } | Self::Untrusted { .. } => 4,
         }
     }
 
@@ -81,6 +87,13 @@ impl CliError {
                 server: None,
                 detail,
             } => Self::Unreachable {
+                server: Some(url.to_owned()),
+                detail,
+            },
+            Self::Untrusted {
+                server: None,
+                detail,
+            } => Self::Untrusted {
                 server: Some(url.to_owned()),
                 detail,
             },
@@ -99,6 +112,9 @@ impl CliError {
 pub fn is_transport_failure(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
+        // What tonic reports when the other end does not speak HTTP/2 (say, plaintext to a
+        // TLS port); our server never sends it.
+        Code::Internal => status.message().starts_with(H2_PROTOCOL_ERROR),
         Code::Unknown => {
             let m = status.message().to_ascii_lowercase();
             [
@@ -116,12 +132,18 @@ pub fn is_transport_failure(status: &Status) -> bool {
     }
 }
 
+const H2_PROTOCOL_ERROR: &str = "h2 protocol error";
+
 impl From<Status> for CliError {
     fn from(status: Status) -> Self {
         if is_transport_failure(&status) {
+            let mut detail = short_transport_detail(&status);
+            if status.code() == Code::Internal {
+                detail += "; if the server uses TLS, its URL starts with https://";
+            }
             return Self::Unreachable {
                 server: None,
-                detail: short_transport_detail(&status),
+                detail,
             };
         }
         let message = server_message(&status);
@@ -154,6 +176,13 @@ impl From<tonic::transport::Error> for CliError {
         while let Some(inner) = source {
             detail = inner.to_string();
             source = inner.source();
+        }
+        // rustls: "invalid peer certificate: UnknownIssuer" and the like. Retrying cannot help.
+        if detail.to_ascii_lowercase().contains("certificate") {
+            return Self::Untrusted {
+                server: None,
+                detail,
+            };
         }
         Self::Unreachable {
             server: None,

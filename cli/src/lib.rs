@@ -18,7 +18,7 @@ pub mod output;
 pub mod room;
 
 use args::{Cli, Command};
-use client::{Client, normalize_server};
+use client::{Client, load_ca_cert, normalize_server};
 use config::TokenStore;
 use error::CliError;
 use output::Output;
@@ -31,12 +31,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     let server = normalize_server(&cli.server)?;
+    let ca_cert = cli.ca_cert.as_deref().map(load_ca_cert).transpose()?;
     let store = TokenStore::open(cli.config_dir.as_deref(), &server)?;
     if let Command::Logout(args) = &cli.command {
         // Logging out must work with the server down: the local tokens go regardless.
-        return commands::auth::logout(&server, store, args, output).await;
+        return commands::auth::logout(&server, ca_cert.as_ref(), store, args, output).await;
     }
-    let mut client = Client::connect(&server, store).await?;
+    let mut client = Client::connect(&server, ca_cert, store).await?;
     let result = commands::dispatch(&mut client, cli.command, output).await;
     result.map_err(|err| err.with_server(&server))
 }

@@ -1,11 +1,11 @@
 //! The QuickChat server.
 //!
-//! A request arrives over gRPC or gRPC-web ([`startup`] builds the tonic server, with health
-//! checks, reflection and CORS) and reaches one of the handlers in [`api`]. A handler turns
-//! the raw request into [`domain`] types (validation happens there and nowhere else),
-//! authenticates the caller with [`auth`] (JWT access tokens, member tokens, refresh-token
-//! rotation, OpenID Connect), and reads or writes through the [`store`] (sea-orm over SQLite
-//! by default, or PostgreSQL).
+//! A request arrives over gRPC or gRPC-web, optionally over [`tls`] ([`startup`] builds the
+//! tonic server, with health checks, reflection and [`cors`]) and reaches one of the
+//! handlers in [`api`]. A handler turns the raw request into [`domain`] types (validation
+//! happens there and nowhere else), authenticates the caller with [`auth`] (JWT access
+//! tokens, member tokens, refresh-token rotation, OpenID Connect), and reads or writes
+//! through the [`store`] (sea-orm over SQLite by default, or PostgreSQL).
 //!
 //! Room traffic goes through the [`chat`] hub: a send is placed in its room by the
 //! [`relay`] (which assigns the offset and fans it out to every open stream of the room),
@@ -18,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod chat;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod log;
@@ -29,6 +30,7 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use settings::Settings;
 pub use startup::Application;

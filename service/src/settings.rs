@@ -22,9 +22,12 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Kafka bootstrap servers for the distributed message log (not supported yet).
     pub kafka_brokers: Option<String>,
-    /// HS256 key for access and member tokens; `None` means a key generated once and kept in
-    /// `data_dir/jwt-secret` (mode 0600).
+    /// HS256 key that signs access and member tokens; `None` means a key generated once and
+    /// kept in `data_dir/jwt-secret` (mode 0600).
     pub jwt_secret: Option<SecretString>,
+    /// Keys that signed tokens before the last rotation: their tokens still verify until they
+    /// expire, nothing new is signed with them (see `auth::tokens`).
+    pub jwt_previous_secrets: Vec<SecretString>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub member_token_ttl: Duration,
@@ -54,6 +57,21 @@ pub struct Settings {
     /// Behind a trusted load balancer: the request header holding the client's address
     /// (its last entry), used for per-client limits. `None`: the connection's address.
     pub client_ip_header: Option<String>,
+    /// Serve gRPC and gRPC-web over TLS with this certificate; `None` means plaintext.
+    pub tls: Option<TlsSettings>,
+    /// Origins whose pages may call the API from a browser (CORS), e.g.
+    /// `https://chat.example.com`; `["*"]` allows any (without credentials). Empty means only
+    /// the server's own origin.
+    pub cors_origins: Vec<String>,
+}
+
+/// The server's certificate and key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Bounds on what one caller can make the server do. Every one has a flag; the defaults
@@ -160,6 +178,7 @@ impl Default for Settings {
             redis_url: None,
             kafka_brokers: None,
             jwt_secret: None,
+            jwt_previous_secrets: Vec::new(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             member_token_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -175,6 +194,8 @@ impl Default for Settings {
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
             client_ip_header: None,
+            tls: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -220,6 +241,17 @@ pub struct ServerArgs {
     /// cluster needs the same one.
     #[arg(long, env = "QUICKCHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A secret that signed tokens before the last rotation: its tokens are accepted until
+    /// they expire, none are signed with it. Repeat the flag for several (the variable is
+    /// comma-separated).
+    #[arg(
+        long = "jwt-previous-secret",
+        env = "QUICKCHAT_JWT_PREVIOUS_SECRETS",
+        value_name = "SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Vec<String>,
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "QUICKCHAT_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
     pub access_token_ttl_secs: u64,
@@ -356,6 +388,32 @@ pub struct ServerArgs {
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
     #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
+    /// Serve gRPC and gRPC-web over TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(
+        long,
+        env = "QUICKCHAT_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "QUICKCHAT_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// An origin whose web pages may call the API (CORS), e.g. https://chat.example.com;
+    /// repeat for several (the variable is comma-separated), or '*' for any. Default: only
+    /// the server's own origin.
+    #[arg(
+        long = "cors-origin",
+        env = "QUICKCHAT_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 impl From<ServerArgs> for Settings {
@@ -369,6 +427,10 @@ impl From<ServerArgs> for Settings {
             }),
             _ => None,
         };
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings { cert, key }),
+            _ => None,
+        };
         Self {
             listen: args.listen,
             data_dir: args.data_dir,
@@ -376,6 +438,12 @@ impl From<ServerArgs> for Settings {
             redis_url: args.redis_url,
             kafka_brokers: args.kafka_brokers,
             jwt_secret: args.jwt_secret.map(SecretString::from),
+            jwt_previous_secrets: args
+                .jwt_previous_secrets
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+                .collect(),
             access_token_ttl: Duration::from_secs(args.access_token_ttl_secs),
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
             member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),
@@ -414,6 +482,8 @@ impl From<ServerArgs> for Settings {
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,
             client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            tls,
+            cors_origins: args.cors_origins,
             ..Settings::default()
         }
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use http::HeaderName;
 use quickchat_proto::frames::chat_service_server::ChatServiceServer;
 use quickchat_proto::v1::auth_service_server::AuthServiceServer;
 use quickchat_proto::v1::group_service_server::GroupServiceServer;
@@ -19,13 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
 
 use crate::api::{AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::password::Hasher;
 use crate::auth::{Authenticator, TokenIssuer};
 use crate::chat::ChatHub;
+use crate::cors::AllowedOrigins;
 use crate::log::MessageLog;
 use crate::log::kafka::{KafkaLog, KafkaSource};
 use crate::log::memory::InProcessLog;
@@ -39,6 +39,7 @@ use crate::relay::memory::InProcessRelay;
 use crate::relay::redis::{PresenceTiming, RedisRelay};
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::tls;
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
 /// Largest request message accepted (tonic's default is 4 MiB). The largest valid request,
@@ -53,6 +54,9 @@ const MIN_SECRET_BYTES: usize = 32;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `None`: plaintext.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cors: CorsLayer,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
@@ -100,8 +104,17 @@ impl Application {
             }
             None => load_or_create_secret(&settings.data_dir).await?,
         };
+        anyhow::ensure!(
+            settings
+                .jwt_previous_secrets
+                .iter()
+                .all(|s| s.expose_secret().len() >= MIN_SECRET_BYTES),
+            "every --jwt-previous-secret must be at least {MIN_SECRET_BYTES} bytes long, as it was \
+             when it signed tokens"
+        );
         let tokens = TokenIssuer::new(
             &secret,
+            &settings.jwt_previous_secrets,
             settings.access_token_ttl,
             settings.member_token_ttl,
         );
@@ -241,13 +254,20 @@ impl Application {
             client_ip_header: settings.client_ip_header.clone(),
         });
 
+        let tls = match &settings.tls {
+            Some(tls_settings) => Some(tls::acceptor(tls_settings).await?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
+        let cors =
+            AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?.layer();
         let description = format!(
-            "quickchat-server {} listening on http://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
+            "quickchat-server {} listening on {}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
+            if tls.is_some() { "https" } else { "http" },
             match &settings.oidc {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
                 None => "password".to_owned(),
@@ -258,6 +278,8 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            tls,
+            cors,
             state,
             persister,
             stop_persister,
@@ -316,7 +338,7 @@ impl Application {
             tracing::info!("shutting down: closing room streams");
             hub.shut_down();
         };
-        Server::builder()
+        let router = Server::builder()
             // A client that vanished without closing its connection (a phone losing its
             // network) is noticed within ~40 s: its streams end, its presence goes away.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -325,7 +347,7 @@ impl Application {
             // buffers); per-user caps on room streams sit on top of this.
             .max_concurrent_streams(Some(state.limits.max_concurrent_streams_per_connection))
             .accept_http1(true)
-            .layer(cors())
+            .layer(self.cors)
             .layer(GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection)
@@ -340,16 +362,24 @@ impl Application {
             .add_service(
                 ChatServiceServer::new(ChatApi::new(state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
-            )
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener)
-                    // Small frames (acks, chat messages) must not wait for Nagle's algorithm.
-                    .with_nodelay(Some(true))
-                    .with_keepalive(Some(Duration::from_secs(60))),
-                shutdown,
-            )
-            .await
-            .context("server error")?;
+            );
+        let incoming = TcpIncoming::from(self.listener)
+            // Small frames (acks, chat messages) must not wait for Nagle's algorithm.
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+        match self.tls {
+            Some(acceptor) => {
+                router
+                    .serve_with_incoming_shutdown(tls::accept(incoming, acceptor), shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+        }
+        .context("server error")?;
 
         tracing::info!("server stopped; persisting what the log holds");
         state.chat.log().close().await;
@@ -393,33 +423,6 @@ async fn attempt_guard(
         ),
         None => Arc::new(AttemptLimiter::new(limit)),
     })
-}
-
-/// CORS for browsers calling over gRPC-web from another origin.
-fn cors() -> CorsLayer {
-    let headers = |names: &[&'static str]| {
-        names
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect::<Vec<_>>()
-    };
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_credentials(true)
-        .max_age(Duration::from_secs(24 * 60 * 60))
-        .allow_methods([http::Method::POST, http::Method::OPTIONS])
-        .allow_headers(headers(&[
-            "authorization",
-            "content-type",
-            "x-grpc-web",
-            "x-user-agent",
-            "grpc-timeout",
-        ]))
-        .expose_headers(headers(&[
-            "grpc-status",
-            "grpc-message",
-            "grpc-status-details-bin",
-        ]))
 }
 
 /// Hides the password of a database URL for logs and the startup line.

@@ -2,6 +2,7 @@
 
 use quickchat_proto::v1;
 use serde::Serialize;
+use tonic::transport::Certificate;
 
 use super::{prompt_secret, read_secret_from_stdin};
 use crate::args::{LoginArgs, LogoutArgs, RegisterArgs};
@@ -105,6 +106,7 @@ struct LoggedOut {
 
 pub async fn logout(
     server: &str,
+    ca_cert: Option<&Certificate>,
     mut store: TokenStore,
     args: &LogoutArgs,
     output: Output,
@@ -132,7 +134,7 @@ pub async fn logout(
     };
     // End the session on the server too, so a stolen refresh token stops working. The local
     // tokens are forgotten even when the server cannot be reached.
-    let ended = match open_channel(server).await {
+    let ended = match open_channel(server, ca_cert).await {
         Ok(channel) => AuthServiceClient::new(channel)
             .logout(v1::LogoutRequest {
                 refresh_token: session.refresh_token.clone(),

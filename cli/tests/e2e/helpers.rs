@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use quickchat_service::settings::TlsSettings;
 use quickchat_service::{Application, Settings};
 use serde_json::Value;
 
@@ -21,7 +22,9 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestServer {
     port: u16,
     data_dir: PathBuf,
-    _data: tempfile::TempDir,
+    /// Set when the server speaks TLS.
+    tls: Option<TlsSettings>,
+    _data: Vec<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -29,20 +32,71 @@ pub struct TestServer {
 impl TestServer {
     /// A fresh server on a free port with an empty data directory.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A fresh server that speaks only TLS, with a certificate for 127.0.0.1 and localhost
+    /// signed by a CA made for it (see [`TestServer::ca_cert`]).
+    pub fn start_tls() -> Self {
+        let pki = tempfile::tempdir().expect("temp dir");
+        let ca = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "QuickChat test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_cert = ca_params.self_signed(&ca).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let path = |name: &str| pki.path().join(name);
+        std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(path("server.pem"), cert.pem()).unwrap();
+        std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+        Self::start_with(Some(TlsSettings {
+            cert: path("server.pem"),
+            key: path("server.key"),
+        }))
+        .keeping(pki)
+    }
+
+    fn start_with(tls: Option<TlsSettings>) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let data_dir = data.path().to_path_buf();
-        let (stop, thread, port) = run_server(0, &data_dir);
+        let (stop, thread, port) = run_server(0, &data_dir, tls.clone());
         Self {
             port,
             data_dir,
-            _data: data,
+            tls,
+            _data: vec![data],
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
+    /// Keeps `dir` until the server is dropped.
+    fn keeping(mut self, dir: tempfile::TempDir) -> Self {
+        self._data.push(dir);
+        self
+    }
+
+    /// The CA certificate (PEM file) that signed a TLS server's certificate.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.cert.with_file_name("ca.pem"))
+    }
+
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Shuts the server down (open streams end) and waits until it is gone.
@@ -58,7 +112,7 @@ impl TestServer {
     /// Starts the server again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        let (stop, thread, port) = run_server(self.port, &self.data_dir);
+        let (stop, thread, port) = run_server(self.port, &self.data_dir, self.tls.clone());
         assert_eq!(port, self.port);
         self.stop = Some(stop);
         self.thread = Some(thread);
@@ -74,10 +128,12 @@ impl Drop for TestServer {
 fn run_server(
     port: u16,
     data_dir: &Path,
+    tls: Option<TlsSettings>,
 ) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>, u16) {
     let settings = Settings {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
+        tls,
         ..Settings::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -272,7 +328,8 @@ impl User {
             .arg("--config-dir")
             .arg(self.config.path())
             .env_remove("QUICKCHAT_SERVER")
-            .env_remove("QUICKCHAT_CONFIG_DIR");
+            .env_remove("QUICKCHAT_CONFIG_DIR")
+            .env_remove("QUICKCHAT_CA_CERT");
         command
     }
 

@@ -6,3 +6,4 @@ mod auth;
 mod chat;
 mod groups;
 mod helpers;
+mod tls;

@@ -152,13 +152,20 @@ impl TestApp {
 
     /// Stops the server gracefully and starts a new one (on a new port) on the same database
     /// and secret: a restart.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// A restart on the same database with settings changed by `configure` (as an operator
+    /// changes flags between runs).
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         self.shutdown_and_wait().await;
-        let (settings, database_url, data_dir) = (
+        let (mut settings, database_url, data_dir) = (
             self.settings.clone(),
             self.database_url.clone(),
             self._data_dir.clone(),
         );
+        configure(&mut settings);
         start(settings, database_url, data_dir).await
     }
 

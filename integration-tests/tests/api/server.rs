@@ -73,7 +73,7 @@ fn grpc_web_frame(payload: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_browser_can_call_over_grpc_web_on_http1_with_cors() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.cors_origins = vec!["http://localhost:3000".into()]).await;
     let owner = app.register("Olga").await;
     let group = app.create_group(&owner.access_token, "Rustaceans").await;
 
