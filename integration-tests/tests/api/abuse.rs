@@ -383,3 +383,193 @@ async fn room_streams_per_principal_are_capped() {
     }
     assert!(reopened.is_some(), "a closed stream frees its slot");
 }
+
+/// One address cannot join without bound, and a group cannot be filled past its cap.
+#[tokio::test]
+async fn joins_per_client_and_members_per_group_are_capped() {
+    let app = spawn_app_with(|s| {
+        s.limits.joins_per_client_per_minute = 6;
+        s.limits.max_members_per_group = 3;
+    })
+    .await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Small room").await;
+    for i in 0..3 {
+        app.join(&group.id, &format!("Member {i}")).await;
+    }
+    let status = expect_code(
+        app.groups()
+            .join_group(join_request(&group.id, "One too many", "1234"))
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(status.message().contains("full"), "{status:?}");
+
+    let other = app.create_group(&owner.access_token, "Another room").await;
+    app.join(&other.id, "Fifth join").await;
+    let mut refused = None;
+    for i in 0..3 {
+        if let Err(status) = app
+            .groups()
+            .join_group(join_request(&other.id, &format!("Extra {i}"), "1234"))
+            .await
+        {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the sixth join from one address within a minute is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("Too many joins"), "{status:?}");
+}
+
+/// Secrets are stored only as hashes: nothing in the database holds a password, a
+/// passcode or a refresh token as sent.
+#[tokio::test]
+async fn passwords_passcodes_and_refresh_tokens_are_stored_hashed() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    let session = app
+        .auth()
+        .register(v1::RegisterRequest {
+            email: "hash@example.com".into(),
+            password: "correct horse battery".into(),
+            name: "Hana".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    app.groups()
+        .create_group(authed(
+            v1::CreateGroupRequest {
+                title: "Hashed".into(),
+                passcode: "s3cret-passcode".into(),
+            },
+            &session.access_token,
+        ))
+        .await
+        .unwrap();
+    let store = app.store().await;
+    let db = store.connection();
+    let text = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| row.try_get_by_index::<String>(0).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let password_hash = text("SELECT password_hash FROM users").await;
+    let passcode_hash = text("SELECT passcode_hash FROM chat_groups").await;
+    let token_hash = text("SELECT token_hash FROM refresh_tokens").await;
+    assert!(
+        password_hash[0].starts_with("$argon2id$"),
+        "{password_hash:?}"
+    );
+    assert!(
+        passcode_hash[0].starts_with("$argon2id$"),
+        "{passcode_hash:?}"
+    );
+    assert!(!password_hash[0].contains("correct horse"));
+    assert!(!passcode_hash[0].contains("s3cret"));
+    assert!(!token_hash.contains(&session.refresh_token));
+}
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+/// One member token opening a thousand `Subscribe` streams, and hundreds of `Chat` streams
+/// that never join: the server keeps each person to their share, closes the idle ones,
+/// stays within a memory bound and keeps serving others. (Before: 20 000 streams from one
+/// token were accepted, +276 MB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_flood_is_bounded_and_the_server_keeps_serving() {
+    let app = spawn_app_with(|s| s.chat.join_deadline = Duration::from_millis(500)).await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Flooded").await;
+    let member = app.join(&group.id, "Flooder").await;
+    let before = rss_mib();
+
+    // Several connections, as a flooding client would open.
+    let mut channels = Vec::new();
+    for _ in 0..8 {
+        channels.push(
+            tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let subscribes = (0..1000).map(|i| {
+        let mut chat = ChatServiceClient::new(channels[i % channels.len()].clone());
+        let request = authed(
+            v1::SubscribeRequest {
+                group_id: group.id.clone(),
+                since: None,
+            },
+            &member.member_token,
+        );
+        tokio::spawn(async move { chat.subscribe(request).await.map(|r| r.into_inner()) })
+    });
+    let idle_chats = (0..300).map(|i| {
+        let mut chat = ChatServiceClient::new(channels[i % channels.len()].clone());
+        let (keep, requests) = tokio::sync::mpsc::channel::<v1::ChatRequest>(1);
+        let request = authed(
+            tokio_stream::wrappers::ReceiverStream::new(requests),
+            &member.member_token,
+        );
+        tokio::spawn(async move {
+            let result = chat.chat(request).await.map(|_| ());
+            drop(keep);
+            result
+        })
+    });
+    let subscribes = tokio::spawn(join_all(subscribes));
+    let idle_chats = tokio::spawn(join_all(idle_chats));
+
+    // Meanwhile the owner opens the room and is served.
+    let mut owner_chat = ChatServiceClient::new(app.channel.clone());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        owner_chat.subscribe(authed(
+            v1::SubscribeRequest {
+                group_id: group.id.clone(),
+                since: None,
+            },
+            &owner.access_token,
+        )),
+    )
+    .await
+    .expect("the owner is answered during the flood")
+    .expect("the owner's stream opens");
+
+    let subscribes = subscribes.await.unwrap();
+    let open = subscribes.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    let refused = subscribes
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(s)) if s.code() == Code::ResourceExhausted))
+        .count();
+    assert_eq!(open, 32, "one person's share of streams");
+    assert_eq!(open + refused, 1000);
+    let idle = idle_chats.await.unwrap();
+    assert!(
+        idle.iter()
+            .all(|r| matches!(r, Ok(Err(s)) if s.code() == Code::DeadlineExceeded)),
+        "every stream that never joined is closed"
+    );
+    let grown = rss_mib().saturating_sub(before);
+    assert!(grown < 150, "memory grew by {grown} MiB during the flood");
+}
