@@ -573,3 +573,43 @@ async fn a_stream_flood_is_bounded_and_the_server_keeps_serving() {
     let grown = rss_mib().saturating_sub(before);
     assert!(grown < 150, "memory grew by {grown} MiB during the flood");
 }
+
+/// One connection gets at most `max_concurrent_streams` calls at once: the server announces
+/// the limit, so a further call on that connection waits, while other connections are
+/// served.
+#[tokio::test]
+async fn one_connection_holds_at_most_its_concurrent_streams() {
+    let app = spawn_app_with(|s| s.limits.max_concurrent_streams_per_connection = 2).await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Narrow pipe").await;
+    let connection = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut streams = Vec::new();
+    for name in ["Ann", "Bob", "Cat"] {
+        let member = app.join(&group.id, name).await;
+        let mut chat = ChatServiceClient::new(connection.clone());
+        let call = chat.subscribe(authed(
+            v1::SubscribeRequest {
+                group_id: group.id.clone(),
+                since: None,
+            },
+            &member.member_token,
+        ));
+        streams.push(tokio::time::timeout(Duration::from_millis(1500), call).await);
+    }
+    assert!(streams[0].is_ok() && streams[1].is_ok(), "two streams open");
+    assert!(
+        streams[2].is_err(),
+        "the third waits for a free stream on that connection"
+    );
+    // Another connection is not affected.
+    app.groups()
+        .get_group(v1::GetGroupRequest {
+            group_id: group.id.clone(),
+        })
+        .await
+        .expect("another connection is served");
+}

@@ -128,4 +128,40 @@ mod tests {
         assert!(DisplayName::parse("An\u{7}n").is_err());
         assert!(DisplayName::parse(&"n".repeat(65)).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_email_is_lower_case_trimmed_and_has_one_at(raw in proptest::prelude::any::<String>()) {
+            if let Ok(email) = Email::parse(&raw) {
+                let e = email.as_str();
+                proptest::prop_assert_eq!(e, e.trim());
+                proptest::prop_assert_eq!(e.to_lowercase(), e);
+                proptest::prop_assert_eq!(e.matches('@').count(), 1);
+                proptest::prop_assert!(e.chars().count() <= 191);
+                proptest::prop_assert!(!e.chars().any(|c| c.is_control() || c.is_whitespace()));
+            }
+        }
+
+        #[test]
+        fn plausible_emails_are_accepted(local in "[a-z0-9._+-]{1,30}", domain in "[a-z0-9-]{1,20}\\.[a-z]{2,6}") {
+            let raw = format!("{local}@{domain}");
+            proptest::prop_assert!(Email::parse(&raw).is_ok(), "{}", raw);
+        }
+
+        #[test]
+        fn password_accepts_exactly_8_to_128_characters(raw in proptest::prelude::any::<String>()) {
+            let n = raw.chars().count();
+            proptest::prop_assert_eq!(Password::parse(&raw).is_ok(), (8..=128).contains(&n));
+        }
+
+        #[test]
+        fn an_accepted_display_name_is_a_clean_label(raw in proptest::prelude::any::<String>()) {
+            if let Ok(name) = DisplayName::parse(&raw) {
+                let n = name.as_str();
+                proptest::prop_assert_eq!(n, n.trim());
+                proptest::prop_assert!((1..=64).contains(&n.chars().count()));
+                proptest::prop_assert!(super::super::text::check_label(n).is_ok());
+            }
+        }
+    }
 }

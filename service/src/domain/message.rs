@@ -88,6 +88,14 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn an_accepted_client_message_id_is_short_and_clean(raw in proptest::prelude::any::<String>()) {
+            if let Ok(id) = ClientMessageId::parse(&raw) {
+                proptest::prop_assert!(id.as_str().chars().count() <= ClientMessageId::MAX_CHARS);
+                proptest::prop_assert!(super::super::text::check_label(id.as_str()).is_ok());
+            }
+        }
+
+        #[test]
         fn an_accepted_body_can_be_stored(raw in proptest::prelude::any::<String>()) {
             if let Ok(body) = MessageBody::parse(&raw) {
                 proptest::prop_assert_eq!(body.as_str(), raw.as_str());
