@@ -18,7 +18,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-eval "$(scripts/services.sh)"
+# Assigned first so that a failure of services.sh stops the script (set -e does not see
+# a failing command substitution inside eval).
+services="$(scripts/services.sh)"
+eval "$services"
 QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
 export QUICKCHAT_TEST_KAFKA_BROKERS
 echo "== services: $QUICKCHAT_TEST_DATABASE_URL, $QUICKCHAT_TEST_REDIS_URL, kafka at $QUICKCHAT_TEST_KAFKA_BROKERS" >&2
@@ -35,7 +38,7 @@ if command -v psql >/dev/null; then
 fi
 
 echo "== all tests (API suite on the embedded default, SQLite)" >&2
-QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace --no-tests=warn "$@"
+QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace "$@"
 
 echo "== API suite on PostgreSQL" >&2
-QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -E 'binary(api)' --no-tests=warn "$@"
+QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -E 'binary(api)' "$@"

@@ -91,7 +91,7 @@ async fn owner_and_members_chat_in_both_directions() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_senders_are_seen_in_one_gapless_order() {
     let app = spawn_app().await;
     let owner = app.register("Olga").await;
@@ -682,9 +682,22 @@ async fn history_pages_newest_first_and_holds_acked_messages_at_once() {
     let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
         .await
         .unwrap();
-    for i in 1..=5 {
+    // Acked means stored: each message is in the database itself (not only in the relay's
+    // window, which ListMessages also merges) the moment its ack arrives.
+    let store = app.store().await;
+    let group_id: uuid::Uuid = room.group.id.parse().unwrap();
+    for i in 1..=5u64 {
         ann.send_and_ack(&format!("m{i}"), &format!("message {i}"))
             .await;
+        let stored = store
+            .messages_between(group_id, i - 1, i)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            [format!("message {i}")],
+            "message {i} is in the store when its ack arrives"
+        );
     }
     let mut chat = ChatServiceClient::new(app.channel.clone());
     let list = |before: Option<u64>, after: Option<u64>, page_size: i32| {

@@ -22,13 +22,18 @@ const KID: &str = "test-key-1";
 struct TestKey {
     encoding: EncodingKey,
     jwk: Value,
+    /// The public key as an attacker would find it: PEM (SPKI) text.
+    public_pem: String,
 }
 
 fn generate_key(kid: &str) -> TestKey {
     let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("generate RSA key");
     let pem = private.to_pkcs1_pem(LineEnding::LF).expect("PEM");
     let public = private.to_public_key();
+    let public_pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public, LineEnding::LF)
+        .expect("public PEM");
     TestKey {
+        public_pem,
         encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).expect("encoding key"),
         jwk: json!({
             "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
@@ -200,14 +205,35 @@ async fn invalid_id_tokens_are_unauthenticated() {
         );
     }
 
-    // HS256 with the public key as a secret (the classic algorithm confusion) is refused.
-    let hs = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+    // The classic algorithm confusion: HS256 "signed" with the issuer's public key as the
+    // secret, naming the issuer's real key id, so that only the algorithm check can refuse
+    // it. And the same claims with `alg: none` and that key id.
+    let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.kid = Some(KID.into());
+    let confused = jsonwebtoken::encode(
+        &hs_header,
         &claims(&issuer, "2002", "Ann"),
-        &EncodingKey::from_secret(b"whatever"),
+        &EncodingKey::from_secret(key.public_pem.as_bytes()),
     )
     .unwrap();
-    expect_code(sign_in(&app, hs).await, Code::Unauthenticated);
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": KID}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims(&issuer, "2002", "Ann").to_string()),
+    );
+    for (case, token) in [("HS256 with the public key", confused), ("alg none", none)] {
+        let status = expect_code(sign_in(&app, token).await, Code::Unauthenticated);
+        assert!(
+            !status.message().contains("unknown key"),
+            "{case} must be refused for its algorithm, not its key id: {}",
+            status.message()
+        );
+    }
+    // Nobody was signed in as subject 2002 by any of these.
+    let ok = sign_in(&app, id_token(key, KID, claims(&issuer, "2002", "Ann")))
+        .await
+        .unwrap();
+    assert_eq!(ok.user.unwrap().name, "Ann");
 }
 
 #[tokio::test]

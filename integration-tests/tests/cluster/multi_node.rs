@@ -84,7 +84,7 @@ async fn members_on_different_nodes_chat_with_each_other() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_on_every_node_share_one_order_and_each_acked_message_is_stored_once() {
     let env = ClusterEnv::new().await;
     let nodes = env.nodes(3).await;

@@ -89,7 +89,7 @@ pub struct Node {
     pub channel: Channel,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<oneshot::Sender<()>>,
-    stopped: Option<oneshot::Receiver<()>>,
+    stopped: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
 impl Node {
@@ -115,11 +115,9 @@ impl Node {
                 .run_until_stopped(async {
                     let _ = shutdown_rx.await;
                 })
-                .await;
-            if let Err(err) = result {
-                eprintln!("node stopped with an error: {err:#}");
-            }
-            let _ = stopped_tx.send(());
+                .await
+                .map_err(|err| format!("{err:#}"));
+            let _ = stopped_tx.send(result);
         });
         let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
             .await
@@ -149,7 +147,8 @@ impl Node {
             tokio::time::timeout(Duration::from_secs(30), stopped)
                 .await
                 .expect("node stops within 30 s")
-                .ok();
+                .expect("node task ended")
+                .unwrap_or_else(|err| panic!("node stopped with an error: {err}"));
         }
     }
 

@@ -122,7 +122,7 @@ macro_rules! log_conformance_suite {
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 $crate::log::conformance::$name($make).await;
             }

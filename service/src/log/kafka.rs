@@ -565,10 +565,9 @@ mod tests {
         }
     }
 
+    /// The Kafka log feeds PostgreSQL in production, so its tests persist there too.
     async fn store() -> Store {
-        Store::connect("sqlite::memory:")
-            .await
-            .expect("in-memory store")
+        crate::store::test_postgres().await
     }
 
     async fn factory() -> (Arc<dyn MessageLog>, Store) {
@@ -640,6 +639,66 @@ mod tests {
             .await
             .expect("no kafka records in time")
             .expect("the source stopped")
+    }
+
+    /// Ordering in Kafka is per room: every record of a room carries the room's id as its
+    /// key, so all of them land in one partition, in the order they were appended. Read
+    /// back raw from the topic (not through the store, which sorts by offset).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn each_rooms_records_share_one_partition_in_append_order() {
+        use rdkafka::consumer::{Consumer as _, StreamConsumer};
+        let brokers = brokers();
+        let settings = settings(6);
+        let log = Arc::new(KafkaLog::connect(&brokers, &settings).await.unwrap());
+        let rooms: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+        let per_room = 15u64;
+        // Rooms append concurrently; within a room, one after the other (as the relay
+        // orders them).
+        let appends = rooms.iter().map(|&room| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for offset in 1..=per_room {
+                    log.append(message(room, offset)).await.unwrap();
+                }
+            })
+        });
+        for append in futures::future::join_all(appends).await {
+            append.unwrap();
+        }
+
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("{}-reader", settings.kafka_consumer_group))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&settings.kafka_topic]).unwrap();
+        let mut seen: HashMap<Uuid, Vec<(i32, String, u64)>> = HashMap::new();
+        let total = rooms.len() * per_room as usize;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen.values().map(Vec::len).sum::<usize>() < total {
+            let record = tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .expect("every record is read back in time")
+                .unwrap();
+            let m = decode(record.payload().unwrap()).unwrap();
+            let key = String::from_utf8(record.key().unwrap().to_vec()).unwrap();
+            seen.entry(m.group_id)
+                .or_default()
+                .push((record.partition(), key, m.offset));
+        }
+        let mut partitions_used = HashSet::new();
+        for room in &rooms {
+            let records = &seen[room];
+            let partitions: HashSet<i32> = records.iter().map(|(p, _, _)| *p).collect();
+            assert_eq!(partitions.len(), 1, "room {room} spans partitions {partitions:?}");
+            partitions_used.extend(partitions);
+            assert!(records.iter().all(|(_, key, _)| *key == room.to_string()));
+            let order: Vec<u64> = records.iter().map(|(_, _, offset)| *offset).collect();
+            assert_eq!(order, (1..=per_room).collect::<Vec<_>>(), "room {room} in append order");
+        }
+        assert!(partitions_used.len() > 1, "rooms are spread over the partitions");
     }
 
     #[test]
@@ -734,11 +793,13 @@ mod tests {
         assert!(connected.is_err());
     }
 
-    /// A source that records which persister stored which message.
+    /// A source that records which persister consumed which message, and how many each
+    /// committed.
     struct Tally {
         source: KafkaSource,
         persister: usize,
         seen: Arc<Mutex<HashMap<usize, usize>>>,
+        consumed: Arc<Mutex<Vec<(usize, Uuid)>>>,
     }
 
     #[async_trait]
@@ -750,6 +811,10 @@ mod tests {
             max: usize,
         ) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)> {
             let (messages, receipt) = self.source.next_batch(max).await?;
+            self.consumed
+                .lock()
+                .unwrap()
+                .extend(messages.iter().map(|m| (self.persister, m.id)));
             Some((messages.clone(), (messages.len(), receipt)))
         }
 
@@ -766,6 +831,7 @@ mod tests {
         let store = store().await;
         let log = Arc::new(KafkaLog::connect(&brokers, &settings).await.unwrap());
         let seen = Arc::new(Mutex::new(HashMap::new()));
+        let consumed = Arc::new(Mutex::new(Vec::new()));
         for persister in 0..2 {
             let source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
                 .await
@@ -774,6 +840,7 @@ mod tests {
                 source,
                 persister,
                 seen: seen.clone(),
+                consumed: consumed.clone(),
             };
             tokio::spawn(persister::run(tally, store.clone(), 50));
         }
@@ -814,6 +881,24 @@ mod tests {
             stored.sort_by_key(|m| m.offset);
             expected.sort_by_key(|m| m.offset);
             assert_eq!(stored, expected);
+        }
+        // And each was consumed once, by one persister: the group split the partitions,
+        // neither read the other's (the store's idempotent insert would hide that).
+        let consumed = consumed.lock().unwrap().clone();
+        let mut times: HashMap<Uuid, Vec<usize>> = HashMap::new();
+        for (persister, id) in consumed {
+            times.entry(id).or_default().push(persister);
+        }
+        for (_, messages) in &sent {
+            for m in messages {
+                assert_eq!(
+                    times.get(&m.id).map(Vec::len),
+                    Some(1),
+                    "message {} consumed by {:?}",
+                    m.id,
+                    times.get(&m.id)
+                );
+            }
         }
     }
 }

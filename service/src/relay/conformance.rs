@@ -236,14 +236,31 @@ pub async fn ephemeral_events_reach_subscribers_but_are_not_replayed<
         id: Uuid::new_v4(),
         name: "Ann".into(),
     };
+    // Typing between two messages: live, everyone sees all three in order...
+    relay
+        .publish(draft(group, ann.id, "", "before"))
+        .await
+        .unwrap();
     relay
         .broadcast(group, RoomEvent::Typing(ann.clone()))
         .await
         .unwrap();
+    relay
+        .publish(draft(group, ann.id, "", "after"))
+        .await
+        .unwrap();
+    assert_eq!(next_offset(&mut sub).await, 1);
     assert_eq!(next_event(&mut sub).await, RoomEvent::Typing(ann));
-    match relay.replay(group, &sub.epoch, 0, sub.head).await.unwrap() {
-        Replay::Complete(ms) => assert!(ms.is_empty()),
-        other => panic!("expected an empty replay, got {other:?}"),
+    assert_eq!(next_offset(&mut sub).await, 2, "typing takes no offset");
+    // ...but a replay of the room holds only the messages.
+    let late = relay.subscribe(group).await.unwrap();
+    assert_eq!(late.head, 2);
+    match relay.replay(group, &late.epoch, 0, late.head).await.unwrap() {
+        Replay::Complete(ms) => {
+            let bodies: Vec<_> = ms.iter().map(|m| m.body.as_str()).collect();
+            assert_eq!(bodies, ["before", "after"]);
+        }
+        other => panic!("expected the two messages, got {other:?}"),
     }
 }
 
@@ -324,7 +341,8 @@ pub async fn closing_a_room_tells_its_subscribers<R: RoomRelay, F: Future<Output
 }
 
 /// Instantiates every conformance check as a `#[tokio::test]` for the relay that
-/// `$make(window)` builds.
+/// `$make(window)` builds, on a multi-threaded runtime so that the concurrency checks
+/// really run in parallel.
 #[macro_export]
 macro_rules! relay_conformance_suite {
     ($make:path) => {
@@ -343,7 +361,7 @@ macro_rules! relay_conformance_suite {
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 $crate::relay::conformance::$name($make).await;
             }

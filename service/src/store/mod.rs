@@ -690,6 +690,29 @@ fn chat_message(row: messages::Model) -> ChatMessage {
     }
 }
 
+/// A store on a new, empty PostgreSQL database of the server at
+/// `QUICKCHAT_TEST_DATABASE_URL` (default: the local one), for tests whose claims are about
+/// the production database.
+#[cfg(test)]
+pub(crate) async fn test_postgres() -> Store {
+    let admin_url = std::env::var("QUICKCHAT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("quickchat_test_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("PostgreSQL at QUICKCHAT_TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(&admin_url).expect("QUICKCHAT_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    Store::connect(url.as_str()).await.expect("test database")
+}
+
 /// A user-owned group to hang test messages on (messages need an existing group).
 #[cfg(test)]
 pub(crate) async fn test_group(store: &Store) -> Uuid {
