@@ -689,10 +689,7 @@ async fn history_pages_newest_first_and_holds_acked_messages_at_once() {
     for i in 1..=5u64 {
         ann.send_and_ack(&format!("m{i}"), &format!("message {i}"))
             .await;
-        let stored = store
-            .messages_between(group_id, i - 1, i)
-            .await
-            .unwrap();
+        let stored = store.messages_between(group_id, i - 1, i).await.unwrap();
         assert_eq!(
             stored.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
             [format!("message {i}")],

@@ -668,7 +668,10 @@ mod tests {
 
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("{}-reader", settings.kafka_consumer_group))
+            .set(
+                "group.id",
+                format!("{}-reader", settings.kafka_consumer_group),
+            )
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
@@ -692,13 +695,24 @@ mod tests {
         for room in &rooms {
             let records = &seen[room];
             let partitions: HashSet<i32> = records.iter().map(|(p, _, _)| *p).collect();
-            assert_eq!(partitions.len(), 1, "room {room} spans partitions {partitions:?}");
+            assert_eq!(
+                partitions.len(),
+                1,
+                "room {room} spans partitions {partitions:?}"
+            );
             partitions_used.extend(partitions);
             assert!(records.iter().all(|(_, key, _)| *key == room.to_string()));
             let order: Vec<u64> = records.iter().map(|(_, _, offset)| *offset).collect();
-            assert_eq!(order, (1..=per_room).collect::<Vec<_>>(), "room {room} in append order");
+            assert_eq!(
+                order,
+                (1..=per_room).collect::<Vec<_>>(),
+                "room {room} in append order"
+            );
         }
-        assert!(partitions_used.len() > 1, "rooms are spread over the partitions");
+        assert!(
+            partitions_used.len() > 1,
+            "rooms are spread over the partitions"
+        );
     }
 
     #[test]

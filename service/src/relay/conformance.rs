@@ -255,7 +255,11 @@ pub async fn ephemeral_events_reach_subscribers_but_are_not_replayed<
     // ...but a replay of the room holds only the messages.
     let late = relay.subscribe(group).await.unwrap();
     assert_eq!(late.head, 2);
-    match relay.replay(group, &late.epoch, 0, late.head).await.unwrap() {
+    match relay
+        .replay(group, &late.epoch, 0, late.head)
+        .await
+        .unwrap()
+    {
         Replay::Complete(ms) => {
             let bodies: Vec<_> = ms.iter().map(|m| m.body.as_str()).collect();
             assert_eq!(bodies, ["before", "after"]);
