@@ -75,13 +75,35 @@ fn an_expired_access_token_is_refreshed_transparently() {
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
 
-    // The server no longer accepts the stored access token: the CLI must trade the refresh
-    // token for a new session, save it, and carry on.
+    // A genuinely expired access token, signed by the server's own key, that the CLI still
+    // believes valid (its recorded expiry is in the future): the server refuses it, and the
+    // CLI must trade the refresh token for a new session, save it, and carry on.
+    let secret = std::fs::read_to_string(server.data_dir().join("jwt-secret")).unwrap();
+    let issuer = quickchat_service::auth::TokenIssuer::new(
+        &secret.trim().to_owned().into(),
+        &[],
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+    );
+    let user_id: uuid::Uuid = original["servers"][server.url()]["session"]["user_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (expired, _) = issuer.issue_access(user_id, "Alice").unwrap();
+    // Past the server's clock-skew leeway (5 s).
+    std::thread::sleep(std::time::Duration::from_secs(6));
     let mut broken = original.clone();
     let session = broken["servers"][server.url()]["session"]
         .as_object_mut()
         .unwrap();
-    session.insert("access_token".into(), "no-longer-valid".into());
+    session.insert("access_token".into(), expired.clone().into());
+    session.insert(
+        "access_expires_at".into(),
+        (chrono::Utc::now() + chrono::Duration::hours(1))
+            .to_rfc3339()
+            .into(),
+    );
     std::fs::write(&file, serde_json::to_string(&broken).unwrap()).unwrap();
 
     let out = alice.ok(&["whoami"]);
@@ -89,7 +111,7 @@ fn an_expired_access_token_is_refreshed_transparently() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let saved = &saved["servers"][server.url()]["session"];
-    assert_ne!(saved["access_token"], "no-longer-valid");
+    assert_ne!(saved["access_token"], expired.as_str());
     assert_ne!(
         saved["refresh_token"],
         original["servers"][server.url()]["session"]["refresh_token"],

@@ -94,6 +94,11 @@ impl TestServer {
             .map(|tls| tls.cert.with_file_name("ca.pem"))
     }
 
+    /// The server's data directory (its SQLite database and generated JWT secret).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)

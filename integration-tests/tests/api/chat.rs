@@ -287,7 +287,7 @@ async fn a_reconnecting_client_recovers_everything_it_missed() {
 async fn recovery_falls_back_to_stored_history_when_the_relay_window_is_trimmed() {
     let app = spawn_app_with(|s| s.relay_window = 2).await;
     let room = room(&app).await;
-    let (_bob, position, missed) = ann_misses(&app, &room, 6).await;
+    let (mut bob, position, missed) = ann_misses(&app, &room, 6).await;
 
     let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, Some(position))
         .await
@@ -296,6 +296,9 @@ async fn recovery_falls_back_to_stored_history_when_the_relay_window_is_trimmed(
     for expected in &missed {
         assert_eq!(&ann.next_message().await, expected);
     }
+    // Then live, with nothing of the backlog repeated before it.
+    let live = bob.send_and_ack("b-live", "live").await;
+    assert_eq!(ann.next_message().await, live);
 }
 
 #[tokio::test]
@@ -346,9 +349,14 @@ async fn presence_follows_first_and_last_stream_of_each_member() {
         .await
         .unwrap();
     drop(ann_again.leave());
+    // Give the server time to see that stream close: a wrong "left" would come now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let bob = ChatClient::open(&app, &room.bob, &room.group.id, None)
         .await
         .unwrap();
+    let mut online: Vec<String> = bob.joined.online.iter().map(|m| m.name.clone()).collect();
+    online.sort();
+    assert_eq!(online, ["Ann", "Bob", "Olga"], "Ann is still online");
     let next = olga.next_where(|e| match e {
         Event::MemberJoined(p) | Event::MemberLeft(p) => Some(e_name(p.member)),
         _ => None,
@@ -358,6 +366,15 @@ async fn presence_follows_first_and_last_stream_of_each_member() {
         "joined? Bob",
         "no presence change for Ann's second stream"
     );
+    let late = tokio::time::timeout(
+        Duration::from_millis(300),
+        olga.next_where(|e| match e {
+            Event::MemberJoined(p) | Event::MemberLeft(p) => Some(e_name(p.member)),
+            _ => None,
+        }),
+    )
+    .await;
+    assert!(late.is_err(), "no late presence event either: {late:?}");
 
     drop(ann.leave());
     let left = olga.next_where(|e| match e {
