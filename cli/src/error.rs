@@ -85,11 +85,22 @@ impl CliError {
         match self {
             Self::Unreachable {
                 server: None,
-                detail,
-            } => Self::Unreachable {
-                server: Some(url.to_owned()),
-                detail,
-            },
+                mut detail,
+            } => {
+                // A plaintext client at a TLS port sees the connection dropped (how, depends
+                // on timing: a protocol error or a closed connection); say what may be wrong.
+                // A refused connection means nothing listens, and the hint would mislead.
+                if url.starts_with("http://")
+                    && !detail.contains("https://")
+                    && !detail.contains("refused")
+                {
+                    detail += "; if the server uses TLS, its URL starts with https://";
+                }
+                Self::Unreachable {
+                    server: Some(url.to_owned()),
+                    detail,
+                }
+            }
             Self::Untrusted {
                 server: None,
                 detail,
