@@ -459,11 +459,19 @@ async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_late
     assert_eq!(ann.next_message().await, first);
 
     broker.freeze();
+    let sent_at = tokio::time::Instant::now();
     olga.send("m2", "during the outage").await;
     let rejected = olga
         .next_answer()
         .await
         .expect_err("not acked: Kafka never confirmed it");
+    // Within the produce timeout (1 s), give or take librdkafka's 100 ms timer and
+    // scheduling: not a multiple of it.
+    let waited = sent_at.elapsed();
+    assert!(
+        waited < Duration::from_millis(1_700),
+        "the sender waited {waited:?} for a 1 s produce timeout"
+    );
     assert_eq!(
         rejected.code,
         tonic::Code::Unavailable as i32,

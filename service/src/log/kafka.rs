@@ -154,10 +154,13 @@ impl MessageLog for KafkaLog {
             .key(&key)
             .payload(&payload)
             .timestamp(message.created_at.timestamp_millis());
-        // librdkafka bounds both phases (a full local queue, then `message.timeout.ms`); the
-        // outer timeout only guards against a confirmation that never comes.
+        // librdkafka bounds both phases (a full local queue, then `message.timeout.ms`), but
+        // a message still waiting for its topic's metadata is only expired by a once-a-second
+        // scan: without the outer bound a send to an unreachable broker took up to twice the
+        // produce timeout. The sender is promised an answer within it. (If librdkafka still
+        // delivers the message later, a resend with the same id finds it: see the README.)
         let send = producer.send(record, self.produce_timeout);
-        match tokio::time::timeout(2 * self.produce_timeout + Duration::from_secs(1), send).await {
+        match tokio::time::timeout(self.produce_timeout, send).await {
             Ok(Ok(_delivery)) => Ok(()),
             Ok(Err((err, _))) => {
                 tracing::warn!(
@@ -782,29 +785,62 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
-    async fn an_unreachable_broker_fails_appends() {
+    /// A broker that accepts connections and never answers: the worst kind of outage.
+    fn hung_broker() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        addr.to_string()
+    }
+
+    /// A port nothing listens on.
+    fn refused_broker() -> String {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let brokers = format!("127.0.0.1:{port}");
-        let settings = ClusterSettings {
-            kafka_produce_timeout_ms: 1_000,
-            ..settings(1)
-        };
+        format!("127.0.0.1:{port}")
+    }
 
-        let log = KafkaLog::new(&brokers, &settings).unwrap();
-        let appended = tokio::time::timeout(PATIENCE, log.append(message(Uuid::new_v4(), 1)))
-            .await
-            .expect("append hung while kafka is down");
-        assert!(matches!(appended, Err(LogError::Unavailable(_))));
+    /// `--kafka-produce-timeout-ms` is the bound a sender waits, whether the broker refuses
+    /// connections or accepts them and never answers.
+    #[tokio::test]
+    async fn an_unreachable_or_hung_broker_fails_appends_within_the_produce_timeout() {
+        let timeout = Duration::from_millis(1_000);
+        // librdkafka checks message timeouts about every 100 ms; the rest is scheduling.
+        let tolerance = Duration::from_millis(700);
+        for (case, brokers) in [("refused", refused_broker()), ("hung", hung_broker())] {
+            let settings = ClusterSettings {
+                kafka_produce_timeout_ms: timeout.as_millis() as u32,
+                ..settings(1)
+            };
+            let log = KafkaLog::new(&brokers, &settings).unwrap();
+            let started = tokio::time::Instant::now();
+            let appended =
+                tokio::time::timeout(timeout + tolerance, log.append(message(Uuid::new_v4(), 1)))
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: append outlived the produce timeout"));
+            assert!(
+                matches!(appended, Err(LogError::Unavailable(_))),
+                "{case}: {appended:?}"
+            );
+            assert!(
+                started.elapsed() >= timeout - Duration::from_millis(100),
+                "{case}: gave up after {:?}, before the timeout",
+                started.elapsed()
+            );
 
-        let connected = tokio::time::timeout(PATIENCE, KafkaLog::connect(&brokers, &settings))
-            .await
-            .expect("connect hung while kafka is down");
-        assert!(connected.is_err());
+            let connected = tokio::time::timeout(PATIENCE, KafkaLog::connect(&brokers, &settings))
+                .await
+                .unwrap_or_else(|_| panic!("{case}: connect hung"));
+            assert!(connected.is_err(), "{case}");
+        }
     }
 
     /// A source that records which persister consumed which message, and how many each
