@@ -37,7 +37,7 @@ use crate::rate_limit::{
 use crate::relay::RoomRelay;
 use crate::relay::memory::InProcessRelay;
 use crate::relay::redis::{PresenceTiming, RedisRelay};
-use crate::settings::Settings;
+use crate::settings::{ServerCli, ServerCommand, Settings};
 use crate::store::Store;
 use crate::tls;
 
@@ -517,7 +517,8 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// `quickchat-server persister`: only the persister, draining the Kafka topic into the
-/// database until `shutdown` completes. Run several to spread the topic's partitions.
+/// database until `shutdown` completes. Run several to spread the topic's partitions. With
+/// `--metrics-listen` it serves its own metrics (persisted messages, batches, dead letters).
 pub async fn run_persister(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -537,22 +538,85 @@ pub async fn run_persister(
     let source = KafkaSource::connect(brokers, &settings.cluster, stop.clone())
         .await
         .context("cannot start the persister's Kafka consumer")?;
+    let metrics = Arc::new(Metrics::new());
+    let stop_metrics = CancellationToken::new();
+    let metrics_addr = match settings.metrics_listen {
+        Some(addr) => Some(metrics::serve(metrics.clone(), addr, stop_metrics.clone()).await?),
+        None => None,
+    };
     println!(
-        "quickchat-server {} persister: topic {} at {brokers} (group {}) into {}",
+        "quickchat-server {} persister: topic {} at {brokers} (group {}) into {}{}",
         env!("CARGO_PKG_VERSION"),
         settings.cluster.kafka_topic,
         settings.cluster.kafka_consumer_group,
         redact_url(database_url),
+        metrics_addr
+            .map(|addr| format!(" · metrics: http://{addr}/metrics"))
+            .unwrap_or_default(),
     );
-    let persister = tokio::spawn(persister::run(
+    let persister = tokio::spawn(persister::run_observed(
         source,
         store.clone(),
         settings.persist_batch,
+        Some(metrics),
     ));
     shutdown.await;
     tracing::info!("stopping the persister");
     stop.cancel();
     persister.await.context("the persister failed")?;
+    stop_metrics.cancel();
     store.close().await?;
     Ok(())
+}
+
+/// The whole `quickchat-server` program after its flags are parsed: the server (or, with
+/// `persister`, only the persister) until SIGINT or SIGTERM. Exit code 2 when it cannot
+/// start, 1 when it fails while running.
+pub async fn main(cli: ServerCli) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    crate::telemetry::init();
+    let settings = Settings::from(cli.server);
+    let result = match cli.command {
+        Some(ServerCommand::Persister) => run_persister(settings, shutdown_signal()).await,
+        None => match Application::build(settings).await {
+            Ok(app) => {
+                println!("{}", app.description());
+                app.run_until_stopped(shutdown_signal()).await
+            }
+            Err(err) => {
+                eprintln!("quickchat-server: {err:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quickchat-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining");
 }

@@ -12,5 +12,12 @@ mod chat_client;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod killed;
 mod multi_node;
 mod nodes;
+#[allow(dead_code)]
+#[path = "../support/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "../support/proxy.rs"]
+mod proxy;

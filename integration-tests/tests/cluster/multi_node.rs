@@ -282,44 +282,6 @@ async fn a_node_shutting_down_sends_its_clients_to_another_node_to_resume() {
 }
 
 #[tokio::test]
-async fn a_persister_killed_mid_stream_leaves_every_message_stored_exactly_once() {
-    let env = ClusterEnv::new().await;
-    // The sending node does not persist; only node `persisting` does, and it dies.
-    let sender = Node::start(quickchat_service::Settings {
-        persister_enabled: false,
-        ..env.settings()
-    })
-    .await;
-    let persisting = Node::start(env.settings()).await;
-    let owner = register_on(&sender.channel, "Olga").await;
-    let group = create_group_on(&sender.channel, &owner.access_token, "Persist me").await;
-    let mut olga =
-        ChatClient::open_on(sender.channel.clone(), &owner.access_token, &group.id, None)
-            .await
-            .unwrap();
-
-    for i in 0..20 {
-        olga.send_and_ack(&format!("m{i}"), &format!("message {i}"))
-            .await;
-    }
-    persisting.kill();
-    for i in 20..40 {
-        olga.send_and_ack(&format!("m{i}"), &format!("message {i}"))
-            .await;
-    }
-    // A new persister takes over the consumer group and replays what was not committed.
-    let _replacement = Node::start(env.settings()).await;
-    let stored = stored_messages(&env.store().await, &group.id, 40).await;
-    assert_eq!(stored.len(), 40);
-    assert_eq!(
-        stored.iter().map(|m| m.offset).collect::<Vec<_>>(),
-        (1..=40).collect::<Vec<u64>>()
-    );
-    let ids: HashSet<Uuid> = stored.iter().map(|m| m.id).collect();
-    assert_eq!(ids.len(), 40, "no message stored twice");
-}
-
-#[tokio::test]
 async fn the_persister_can_run_alone_as_its_own_process() {
     let env = ClusterEnv::new().await;
     let node = Node::start(quickchat_service::Settings {

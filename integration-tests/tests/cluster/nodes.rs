@@ -69,6 +69,59 @@ impl ClusterEnv {
         }
     }
 
+    /// Command-line flags of a node or persister process of this cluster (see
+    /// `support::process`): the same settings as [`ClusterEnv::settings`].
+    pub fn args(&self) -> Vec<String> {
+        let c = &self.cluster;
+        [
+            ("--listen", "127.0.0.1:0".to_owned()),
+            ("--data-dir", self.data_dir.path().display().to_string()),
+            ("--database-url", self.database_url.clone()),
+            ("--redis-url", self.redis_url.clone()),
+            ("--kafka-brokers", self.kafka_brokers.clone()),
+            ("--jwt-secret", JWT_SECRET.to_owned()),
+            ("--redis-key-prefix", c.redis_key_prefix.clone()),
+            ("--kafka-topic", c.kafka_topic.clone()),
+            ("--kafka-partitions", c.kafka_partitions.to_string()),
+            ("--kafka-consumer-group", c.kafka_consumer_group.clone()),
+            ("--kafka-session-timeout-ms", c.kafka_session_timeout_ms.to_string()),
+            ("--kafka-heartbeat-interval-ms", c.kafka_heartbeat_interval_ms.to_string()),
+            ("--kafka-produce-timeout-ms", c.kafka_produce_timeout_ms.to_string()),
+            ("--metrics-listen", "127.0.0.1:0".to_owned()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    }
+
+    /// The consumer group's committed offsets, summed over the topic's partitions: how
+    /// many records the persisters have declared stored.
+    pub fn committed_records(&self) -> i64 {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka_brokers)
+            .set("group.id", &self.cluster.kafka_consumer_group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer to read committed offsets");
+        let mut partitions = TopicPartitionList::new();
+        for p in 0..self.cluster.kafka_partitions {
+            partitions.add_partition(&self.cluster.kafka_topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(partitions, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(&self.database_url)
             .await
@@ -175,19 +228,30 @@ pub struct PrivateBroker {
     child: std::process::Child,
 }
 
+/// A free loopback address (nothing listens on it once this returns).
+pub fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 impl PrivateBroker {
     pub async fn start() -> PrivateBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = free_address();
+        Self::start_at(address.clone(), &address).await
+    }
+
+    /// A broker on `address` that tells clients to reach it at `advertised` (e.g. through
+    /// a proxy the test controls).
+    pub async fn start_at(address: String, advertised: &str) -> PrivateBroker {
         let tansu = which_tansu();
         let mut child = std::process::Command::new(&tansu)
             .args(["broker", "--cluster-id", "quickchat-private"])
             .args(["--listener-url", &format!("tcp://{address}")])
-            .args(["--advertised-listener-url", &format!("tcp://{address}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
