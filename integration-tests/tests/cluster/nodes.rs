@@ -84,9 +84,18 @@ impl ClusterEnv {
             ("--kafka-topic", c.kafka_topic.clone()),
             ("--kafka-partitions", c.kafka_partitions.to_string()),
             ("--kafka-consumer-group", c.kafka_consumer_group.clone()),
-            ("--kafka-session-timeout-ms", c.kafka_session_timeout_ms.to_string()),
-            ("--kafka-heartbeat-interval-ms", c.kafka_heartbeat_interval_ms.to_string()),
-            ("--kafka-produce-timeout-ms", c.kafka_produce_timeout_ms.to_string()),
+            (
+                "--kafka-session-timeout-ms",
+                c.kafka_session_timeout_ms.to_string(),
+            ),
+            (
+                "--kafka-heartbeat-interval-ms",
+                c.kafka_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "--kafka-produce-timeout-ms",
+                c.kafka_produce_timeout_ms.to_string(),
+            ),
             ("--metrics-listen", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()

@@ -124,8 +124,6 @@ impl Drop for ServerProcess {
 /// The `host:port` that follows `marker` in a startup line.
 fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest
-        .find(|c: char| c == ' ' || c == '/')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', '/']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }

@@ -121,6 +121,10 @@ struct Inner {
     rooms: Mutex<HashMap<Uuid, LocalRoom>>,
     /// Open streams of each participant on this node, per room.
     local_presence: Mutex<HashMap<(Uuid, Uuid), (Participant, usize)>>,
+    /// Held while this node writes presence to Redis, so that a heartbeat's refresh can
+    /// never land after a leave it did not see and put the participant back online (a
+    /// ghost until the ttl; found when the conformance suite ran multi-threaded).
+    presence_writes: tokio::sync::Mutex<()>,
 }
 
 /// A room read by this node.
@@ -497,6 +501,7 @@ impl RedisRelay {
             display_url: display_url(url),
             rooms: Mutex::new(HashMap::new()),
             local_presence: Mutex::new(HashMap::new()),
+            presence_writes: tokio::sync::Mutex::new(()),
         });
         // Subscribed before `connect` returns, so that no event published after a
         // subscription opens can be missed.
@@ -762,6 +767,7 @@ impl Inner {
 
     /// Refreshes this node's presence entries.
     async fn heartbeat(&self) {
+        let _writes = self.presence_writes.lock().await;
         let entries: Vec<(Uuid, Participant)> = self
             .local_presence
             .lock()
@@ -1218,6 +1224,7 @@ impl RoomRelay for RedisRelay {
 
     async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let inner = &self.inner;
+        let _writes = inner.presence_writes.lock().await;
         let first_here = {
             let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
             let entry = presence
@@ -1246,6 +1253,7 @@ impl RoomRelay for RedisRelay {
 
     async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let inner = &self.inner;
+        let _writes = inner.presence_writes.lock().await;
         {
             let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
             match presence.get_mut(&(group_id, who.id)) {
@@ -1588,6 +1596,37 @@ mod tests {
         assert_eq!(b.online(group).await.unwrap(), std::slice::from_ref(&bob));
         // Ann coming back on node B is news again.
         assert!(b.presence_join(group, &ann).await.unwrap());
+    }
+
+    /// A heartbeat refreshing presence while a participant leaves must not put them back
+    /// online: with a heartbeat every millisecond, the race shows within a few rounds
+    /// unless presence writes are serialised.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_heartbeat_never_brings_back_someone_who_left() {
+        let relay = RedisRelay::connect(
+            &redis_url(),
+            &random_prefix(),
+            100,
+            1024,
+            store().await,
+            PresenceTiming {
+                refresh: Duration::from_millis(1),
+                ttl: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+        let group = Uuid::new_v4();
+        let ann = ann();
+        for round in 0..200 {
+            assert!(relay.presence_join(group, &ann).await.unwrap());
+            assert!(relay.presence_leave(group, &ann).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert!(
+                relay.online(group).await.unwrap().is_empty(),
+                "round {round}: Ann is online again after leaving"
+            );
+        }
     }
 
     async fn group_with_messages(store: &Store, count: u64) -> Uuid {
