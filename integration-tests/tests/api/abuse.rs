@@ -7,15 +7,9 @@ use futures::future::join_all;
 use quickchat_proto::v1::{self, chat_service_client::ChatServiceClient};
 use tonic::Code;
 
-use crate::helpers::{authed, expect_code, field_violations, spawn_app, spawn_app_with};
-
-fn join_request(group_id: &str, name: &str, passcode: &str) -> v1::JoinGroupRequest {
-    v1::JoinGroupRequest {
-        group_id: group_id.into(),
-        name: name.into(),
-        passcode: passcode.into(),
-    }
-}
+use crate::helpers::{
+    authed, expect_code, field_violations, join_request, rss_mib, spawn_app, spawn_app_with,
+};
 
 /// 20 wrong guesses at once against a limit of 5: only 5 are ever checked, the rest are
 /// refused before the passcode is looked at, and the lock-out then holds even for the right
@@ -478,16 +472,6 @@ async fn passwords_passcodes_and_refresh_tokens_are_stored_hashed() {
     assert!(!password_hash[0].contains("correct horse"));
     assert!(!passcode_hash[0].contains("s3cret"));
     assert!(!token_hash.contains(&session.refresh_token));
-}
-
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        / 1024
 }
 
 /// One member token opening a thousand `Subscribe` streams, and hundreds of `Chat` streams

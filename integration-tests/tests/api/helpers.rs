@@ -246,6 +246,26 @@ pub async fn join_on(channel: &Channel, group_id: &str, name: &str) -> v1::JoinG
         .into_inner()
 }
 
+/// A join request for `group_id` as `name` with `passcode`.
+pub fn join_request(group_id: &str, name: &str, passcode: &str) -> v1::JoinGroupRequest {
+    v1::JoinGroupRequest {
+        group_id: group_id.into(),
+        name: name.into(),
+        passcode: passcode.into(),
+    }
+}
+
+/// This process's resident memory in MiB (the server under test runs in it).
+pub fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
 /// `msg` with `authorization: Bearer <token>`.
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut request = Request::new(msg);

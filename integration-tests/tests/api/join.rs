@@ -4,15 +4,7 @@ use quickchat_proto::v1;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{authed, expect_code, spawn_app};
-
-fn join_request(group_id: &str, name: &str, passcode: &str) -> v1::JoinGroupRequest {
-    v1::JoinGroupRequest {
-        group_id: group_id.into(),
-        name: name.into(),
-        passcode: passcode.into(),
-    }
-}
+use crate::helpers::{authed, expect_code, join_request, spawn_app};
 
 #[tokio::test]
 async fn joining_returns_a_member_and_a_token_for_that_group() {
