@@ -489,6 +489,49 @@ async fn bad_and_too_fast_sends_are_rejected_and_the_stream_stays_open() {
     assert_eq!(status.message(), "Message must not be blank.");
 }
 
+/// A stream that falls further behind its room's feed than the feed holds is ended with
+/// `RESOURCE_EXHAUSTED`, never left with a silent gap. Here Ann's stream waits for the
+/// answer to her own send (the store is broken, so it comes only after the append
+/// timeout) while Bob's sends pile into a four-event feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_that_falls_behind_its_room_feed_is_ended_not_left_with_a_gap() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_with(|s| {
+        s.room_feed_capacity = 4;
+        s.chat.append_timeout = Duration::from_secs(2);
+        s.persister_drain_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let room = room(&app).await;
+    let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
+        .await
+        .unwrap();
+    app.store()
+        .await
+        .connection()
+        .execute_unprepared("DROP TABLE messages")
+        .await
+        .unwrap();
+    ann.send("a1", "waiting for my ack").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sends = (0..10).map(|i| {
+        let mut chat = ChatServiceClient::new(app.channel.clone());
+        let request = authed(
+            v1::SendMessageRequest {
+                group_id: room.group.id.clone(),
+                body: format!("flood {i}"),
+                client_message_id: format!("b{i}"),
+            },
+            &room.bob,
+        );
+        tokio::spawn(async move { chat.send_message(request).await })
+    });
+    futures::future::join_all(sends).await;
+    let status = ann.end_status().await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("fell too far behind"), "{status:?}");
+}
+
 #[tokio::test]
 async fn a_client_that_does_not_read_is_disconnected_as_a_slow_consumer() {
     let app = spawn_app_with(|s| {
