@@ -529,7 +529,10 @@ async fn a_stream_that_falls_behind_its_room_feed_is_ended_not_left_with_a_gap()
     futures::future::join_all(sends).await;
     let status = ann.end_status().await;
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("fell too far behind"), "{status:?}");
+    assert!(
+        status.message().contains("fell too far behind"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]

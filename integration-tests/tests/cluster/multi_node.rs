@@ -502,3 +502,83 @@ async fn spreading_wrong_passcodes_over_nodes_gains_nothing() {
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     }
 }
+
+/// Takes offset `N+1` of a room away behind the relays' backs, as an entry lost between
+/// the counter and the stream would: the next message gets `N+2`.
+fn lose_next_offset(env: &ClusterEnv, group_id: &str) {
+    let meta = format!("{}:room:{group_id}:meta", env.cluster.redis_key_prefix);
+    let status = std::process::Command::new("redis-cli")
+        .args(["-u", &env.redis_url, "HINCRBY", &meta, "offset", "1"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(status.status.success());
+}
+
+/// A live stream that sees an offset jump fills the gap — from the relay's window, or for
+/// what that no longer holds, from the store — and delivers in order; when the gap cannot
+/// be filled it ends with `ABORTED`, never a silent gap.
+#[tokio::test]
+async fn a_gap_in_a_live_stream_is_filled_from_the_store_or_the_stream_is_aborted() {
+    use quickchat_proto::v1::{self, chat_service_client::ChatServiceClient};
+    let env = ClusterEnv::new().await;
+    // A window of one message: a gap's filling has to come from the store.
+    let node = Node::start(quickchat_service::Settings {
+        relay_window: 1,
+        ..env.settings()
+    })
+    .await;
+    let owner = register_on(&node.channel, "Olga").await;
+    let group = create_group_on(&node.channel, &owner.access_token, "Gaps").await;
+    let ann_token = join_on(&node.channel, &group.id, "Ann").await.member_token;
+    let mut ann = ChatClient::open_on(node.channel.clone(), &ann_token, &group.id, None)
+        .await
+        .unwrap();
+    let send = |body: &'static str| {
+        let mut chat = ChatServiceClient::new(node.channel.clone());
+        let request = crate::helpers::authed(
+            v1::SendMessageRequest {
+                group_id: group.id.clone(),
+                body: body.into(),
+                client_message_id: String::new(),
+            },
+            &owner.access_token,
+        );
+        async move { chat.send_message(request).await.unwrap().into_inner() }
+    };
+    let one = send("one").await.message.unwrap();
+    assert_eq!(ann.next_message().await, one);
+
+    // Offset 2 is lost to the relay but the store has it: filled from there.
+    lose_next_offset(&env, &group.id);
+    let group_id: Uuid = group.id.parse().unwrap();
+    let stored = quickchat_service::room::MessageDraft {
+        id: Uuid::now_v7(),
+        group_id,
+        sender_id: Uuid::new_v4(),
+        sender_name: "Archive".into(),
+        body: "only in the store".into(),
+        client_message_id: String::new(),
+        created_at: quickchat_service::store::now(),
+    }
+    .place(2);
+    env.store()
+        .await
+        .insert_messages(&[std::sync::Arc::new(stored)])
+        .await
+        .unwrap();
+    let three = send("three").await.message.unwrap();
+    assert_eq!(three.offset, 3);
+    let filled = ann.next_message().await;
+    assert_eq!(
+        (filled.offset, filled.body.as_str()),
+        (2, "only in the store")
+    );
+    assert_eq!(ann.next_message().await, three);
+
+    // Offset 4 is lost everywhere: the stream says so and ends.
+    lose_next_offset(&env, &group.id);
+    send("five").await;
+    let status = ann.end_status().await;
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert!(status.message().contains("missed"), "{status:?}");
+}
