@@ -64,6 +64,8 @@ pub struct Application {
     metrics_addr: Option<SocketAddr>,
     stop_metrics: CancellationToken,
     description: String,
+    /// The embedded default's exclusive lock on its data directory.
+    _data_dir_lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -78,10 +80,15 @@ impl Application {
             "--persister=false needs --kafka-brokers: without Kafka a node persists its own messages"
         );
 
+        // Held while this server runs: a second server on the same embedded database would
+        // assign the same offsets and have its messages refused by the store after acking
+        // them.
+        let mut data_dir_lock = None;
         let (database_url, store_description) = match &settings.database_url {
             Some(url) => (url.clone(), format!("database {}", redact_url(url))),
             None => {
                 create_private_dir(&settings.data_dir).await?;
+                data_dir_lock = Some(lock_data_dir(&settings.data_dir)?);
                 let path = settings.data_dir.join("quickchat.db");
                 create_private_file(&path).await?;
                 (
@@ -287,6 +294,7 @@ impl Application {
             metrics_addr,
             stop_metrics,
             description,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -460,6 +468,29 @@ async fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretString> 
             Ok(SecretString::from(secret))
         }
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Takes the exclusive lock on `data_dir` (a `lock` file in it), or says who holds it.
+/// The operating system releases it when the process exits, however it exits.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another quickchat-server is already using the data directory {}; stop it, or \
+             give this one its own --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 

@@ -401,3 +401,34 @@ async fn a_server_whose_database_broke_still_shuts_down() {
     // The persister keeps retrying; shutdown gives up on it after the drain timeout.
     app.stop().await;
 }
+
+/// Two embedded servers on one data directory would hand out the same offsets and lose
+/// acked messages; the second is refused at startup, with a message saying why, and the
+/// directory is free again once the first has stopped.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = || Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().join("data"),
+        ..Settings::default()
+    };
+    let first = Application::build(settings()).await.unwrap();
+    let err = match Application::build(settings()).await {
+        Ok(_) => panic!("a second server started on the same data directory"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        err.contains("another quickchat-server is already using the data directory"),
+        "{err}"
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(first.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    Application::build(settings())
+        .await
+        .expect("the directory is free once the first server stopped");
+}

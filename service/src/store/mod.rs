@@ -111,7 +111,12 @@ impl Store {
             "postgres"
         };
         let db = Database::connect(options).await?;
-        Migrator::up(&db, None).await?;
+        if backend == "postgres" {
+            migrate_exclusively(url).await?;
+        } else {
+            // SQLite: one writer at a time already, and an in-memory database is private.
+            Migrator::up(&db, None).await?;
+        }
         Ok(Self { db, backend })
     }
 
@@ -577,6 +582,33 @@ impl Store {
             .await?;
         Ok(rows.into_iter().map(chat_message).collect())
     }
+}
+
+/// The advisory lock key every QuickChat process takes while migrating a PostgreSQL
+/// database (an arbitrary constant: "qchat" in ASCII).
+const MIGRATION_LOCK: i64 = 0x71_63_68_61_74;
+
+/// Applies pending migrations holding a PostgreSQL advisory lock, so that nodes starting at
+/// the same moment on an empty database take turns instead of racing each other's
+/// `CREATE TABLE`s (one of them used to die with a duplicate key in `pg_type`). A session
+/// lock belongs to one connection, so this uses a dedicated one; it is released when the
+/// connection closes even if migrating fails.
+async fn migrate_exclusively(url: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1);
+    let session = Database::connect(options).await?;
+    session
+        .execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
+    let migrated = Migrator::up(&session, None).await;
+    let _ = session
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    session.close().await?;
+    migrated
 }
 
 /// A message of a batch that was not stored, and what became of it.
