@@ -116,7 +116,7 @@ impl Metrics {
         );
         let dead_letters = Counter::default();
         registry.register(
-            "dead_letters",
+            "persister_dead_letters",
             "Messages the database refused, kept in the dead_letters table instead",
             dead_letters.clone(),
         );

@@ -37,7 +37,7 @@ async fn store_with_group(url: &str) -> (Store, Uuid) {
     (store, group.id)
 }
 
-fn message(group_id: Uuid, offset: u64, body: &str) -> Arc<ChatMessage> {
+pub(crate) fn message(group_id: Uuid, offset: u64, body: &str) -> Arc<ChatMessage> {
     Arc::new(ChatMessage {
         id: Uuid::now_v7(),
         group_id,
@@ -139,4 +139,54 @@ async fn a_message_whose_offset_is_taken_is_dead_lettered() {
     store.insert_messages(&[holder]).await.unwrap();
     let poison = message(group_id, 2, "second at offset 2");
     check_poison_is_dead_lettered(store, group_id, poison).await;
+}
+
+/// End to end on the embedded default: a message whose row the store refuses (its offset
+/// was taken behind the server's back) is not acknowledged — the sender hears it failed —
+/// and an operator sees it in `dead_letters` and in the metrics. (Before, the persister
+/// dropped it with a warning and the sender was acked for a message that was never stored.)
+#[tokio::test]
+async fn a_refused_message_is_not_acked_and_is_counted() {
+    let app =
+        crate::helpers::spawn_app_with(|s| s.metrics_listen = Some("127.0.0.1:0".parse().unwrap()))
+            .await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Refused").await;
+    let group_id: Uuid = group.id.parse().unwrap();
+    let mut olga = crate::chat_client::ChatClient::open(&app, &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    olga.send_and_ack("m1", "stored").await;
+
+    let store = app.store().await;
+    store
+        .insert_messages(&[message(group_id, 2, "an intruder at offset 2")])
+        .await
+        .unwrap();
+    olga.send("m2", "refused by the store").await;
+    let rejected = olga
+        .next_answer()
+        .await
+        .expect_err("not durable, so not acked");
+    assert_eq!(rejected.code, tonic::Code::Internal as i32, "{rejected:?}");
+
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].room_offset, 2);
+    assert!(dead[0].payload.contains("refused by the store"));
+    let scrape = reqwest::get(format!(
+        "http://{}/metrics",
+        app.metrics_addr.expect("metrics are on")
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == "quickchat_persister_dead_letters_total 1"),
+        "{scrape}"
+    );
 }
