@@ -34,7 +34,9 @@ enum GroupMembers {
     NameKey,
 }
 
-/// The comparison form of a member name; must match `quickchat_service::domain::MemberName::key`.
+/// The comparison form of a member name, as `quickchat_service::domain::name_key` makes
+/// it (that one also folds compatibility forms; names stored before it were checked
+/// against this simpler form only).
 fn name_key(name: &str) -> String {
     name.split_whitespace()
         .collect::<Vec<_>>()
@@ -83,7 +85,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(GroupMembers::Table)
-                    .add_column(ColumnDef::new(GroupMembers::NameKey).string_len(64).null())
+                    .add_column(ColumnDef::new(GroupMembers::NameKey).text().null())
                     .to_owned(),
             )
             .await?;
@@ -101,10 +103,12 @@ impl MigrationTrait for Migration {
         for m in members {
             let mut key = name_key(&m.name);
             if !seen.insert((m.group_id, key.clone())) {
-                key = format!("{key}#{}", m.id.simple())
-                    .chars()
-                    .take(64)
-                    .collect();
+                // Unique by the member's id, whatever the name's length.
+                key = format!(
+                    "{}#{}",
+                    key.chars().take(31).collect::<String>(),
+                    m.id.simple()
+                );
             }
             let update = Query::update()
                 .table(GroupMembers::Table)

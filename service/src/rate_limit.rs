@@ -23,8 +23,9 @@ use tokio::time::Instant;
 const SWEEP_AT: usize = 10_000;
 /// How long an attempt waits for others on its key to finish before it is refused.
 const MAX_WAIT: Duration = Duration::from_secs(5);
-/// How often a waiting attempt looks again.
+/// How soon a waiting attempt first looks again, and the longest it waits between looks.
 const POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_millis(200);
 
 /// What [`AttemptGuard::try_begin`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,7 @@ pub trait AttemptGuard: Send + Sync + 'static {
 /// caller gives up half-way (the client cancelled the request).
 pub async fn begin(guard: &Arc<dyn AttemptGuard>, key: &str) -> Result<Attempt, Duration> {
     let deadline = Instant::now() + MAX_WAIT;
+    let mut poll = POLL;
     loop {
         match guard.try_begin(key).await {
             Admission::Admitted => {
@@ -65,7 +67,11 @@ pub async fn begin(guard: &Arc<dyn AttemptGuard>, key: &str) -> Result<Attempt, 
             }
             Admission::LockedOut(wait) => return Err(wait),
             Admission::Wait if Instant::now() >= deadline => return Err(MAX_WAIT),
-            Admission::Wait => tokio::time::sleep(POLL).await,
+            Admission::Wait => {
+                // Backing off: many waiting callers must not hammer a shared Redis.
+                tokio::time::sleep(poll).await;
+                poll = (poll * 2).min(MAX_POLL);
+            }
         }
     }
 }
@@ -153,10 +159,12 @@ impl RedisAttemptLimiter {
         })
     }
 
+    /// The failure counter and the in-flight counter of `key`, under distinct prefixes so
+    /// that no client-chosen key (an email) can name another key's counter.
     fn keys(&self, key: &str) -> Vec<String> {
         vec![
-            format!("{}:{key}", self.prefix),
-            format!("{}:{key}:in-flight", self.prefix),
+            format!("{}:failures:{key}", self.prefix),
+            format!("{}:in-flight:{key}", self.prefix),
         ]
     }
 }
@@ -238,7 +246,7 @@ impl AttemptGuard for AttemptLimiter {
         let mut entries = self.entries.lock().expect("limiter lock poisoned");
         if entries.len() >= SWEEP_AT {
             let window = self.window;
-            entries.retain(|_, w| w.in_flight > 0 || now < w.started + window);
+            entries.retain(|_, w| w.in_flight > 0 || (w.failures > 0 && now < w.started + window));
         }
         let entry = entries.entry(key.to_owned()).or_insert(Window {
             started: now,
@@ -269,6 +277,10 @@ impl AttemptGuard for AttemptLimiter {
                     entry.started = now;
                 }
                 entry.failures += 1;
+            }
+            // Nothing to remember: keys chosen by clients (emails) must not pile up.
+            if entry.failures == 0 && entry.in_flight == 0 {
+                entries.remove(key);
             }
         }
     }

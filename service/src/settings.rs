@@ -88,6 +88,8 @@ pub struct Limits {
     pub sign_in_window: Duration,
     /// Group joins per client address per minute (sustained; the same number as a burst).
     pub joins_per_client_per_minute: u32,
+    /// Accounts created per client address per minute (each costs a password hash).
+    pub registrations_per_client_per_minute: u32,
     /// Members a group can have (its owner not counted).
     pub max_members_per_group: u64,
     /// Concurrent HTTP/2 streams (calls) per connection.
@@ -108,6 +110,7 @@ impl Default for Limits {
             sign_in_max_failures_per_client: 50,
             sign_in_window: Duration::from_secs(15 * 60),
             joins_per_client_per_minute: 30,
+            registrations_per_client_per_minute: 10,
             max_members_per_group: 10_000,
             max_concurrent_streams_per_connection: 128,
             hash_concurrency: 0,
@@ -356,6 +359,13 @@ pub struct ServerArgs {
         default_value_t = 30
     )]
     pub joins_per_client_per_minute: u32,
+    /// Accounts created per client address per minute.
+    #[arg(
+        long,
+        env = "QUICKCHAT_REGISTRATIONS_PER_CLIENT_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub registrations_per_client_per_minute: u32,
     /// Most members a group can have.
     #[arg(
         long,
@@ -468,6 +478,7 @@ impl From<ServerArgs> for Settings {
                 sign_in_max_failures_per_client: args.sign_in_max_failures_per_client,
                 sign_in_window: Duration::from_secs(args.sign_in_window_secs),
                 joins_per_client_per_minute: args.joins_per_client_per_minute,
+                registrations_per_client_per_minute: args.registrations_per_client_per_minute,
                 max_members_per_group: args.max_members_per_group,
                 max_concurrent_streams_per_connection: args.max_concurrent_streams,
                 hash_concurrency: args.hash_concurrency,

@@ -243,6 +243,10 @@ impl Application {
                 f64::from(limits.joins_per_client_per_minute) / 60.0,
                 limits.joins_per_client_per_minute,
             ),
+            registrations: TokenBuckets::new(
+                f64::from(limits.registrations_per_client_per_minute) / 60.0,
+                limits.registrations_per_client_per_minute,
+            ),
         };
         let hasher = match limits.hash_concurrency {
             0 => Hasher::for_this_machine()?,

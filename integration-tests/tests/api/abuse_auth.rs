@@ -7,7 +7,7 @@ use futures::future::join_all;
 use quickchat_proto::v1;
 use tonic::{Code, Request};
 
-use crate::helpers::{expect_code, rss_mib, spawn_app, spawn_app_with};
+use crate::helpers::{expect_code, rss_mib, spawn_app_with};
 
 fn login(email: &str, password: &str) -> v1::LoginRequest {
     v1::LoginRequest {
@@ -173,7 +173,7 @@ async fn an_anonymous_sign_in_flood_is_bounded_and_the_server_keeps_serving() {
 /// token kept working and rotating after the family was revoked.)
 #[tokio::test]
 async fn racing_refreshes_cannot_keep_a_revoked_session_alive() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.limits.registrations_per_client_per_minute = 100).await;
     for _ in 0..10 {
         let session = app.register("Ann").await;
         let refresh = || {
@@ -264,4 +264,38 @@ async fn the_lock_out_key_cannot_be_moved_by_rewriting_the_address() {
     attempt(&["5.5.5.5"], "1234")
         .await
         .expect("another client joins");
+}
+
+/// Each new account costs a password hash: one address cannot create them without bound,
+/// and a taken email is refused (before any hashing).
+#[tokio::test]
+async fn registrations_per_client_are_capped() {
+    let app = spawn_app_with(|s| s.limits.registrations_per_client_per_minute = 3).await;
+    register(&app, "one@example.com").await;
+    let taken = expect_code(
+        app.auth()
+            .register(v1::RegisterRequest {
+                email: "ONE@example.com".into(),
+                password: "correct horse".into(),
+                name: "Again".into(),
+            })
+            .await,
+        Code::AlreadyExists,
+    );
+    assert!(taken.message().contains("already exists"), "{taken:?}");
+    register(&app, "two@example.com").await;
+    let status = expect_code(
+        app.auth()
+            .register(v1::RegisterRequest {
+                email: "four@example.com".into(),
+                password: "correct horse".into(),
+                name: "Four".into(),
+            })
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        status.message().contains("Too many new accounts"),
+        "{status:?}"
+    );
 }

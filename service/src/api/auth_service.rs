@@ -65,7 +65,11 @@ impl AuthApi {
         })
     }
 
-    async fn register(&self, req: v1::RegisterRequest) -> Result<v1::Session, ApiError> {
+    async fn register(
+        &self,
+        client: ClientAddr,
+        req: v1::RegisterRequest,
+    ) -> Result<v1::Session, ApiError> {
         let mut violations = Violations::new();
         let email = violations.check(Email::parse(&req.email));
         let password = violations.check(Password::parse(&req.password));
@@ -73,6 +77,24 @@ impl AuthApi {
         violations.finish()?;
         let (email, password, name) = (email.unwrap(), password.unwrap(), name.unwrap());
 
+        // Each registration costs a password hash: bounded per client, and a taken email
+        // is refused before hashing (the answer says it is taken either way).
+        if !self.state.guards.registrations.try_acquire(&client) {
+            tracing::warn!(%client, "registration refused: too many from this client");
+            return Err(ApiError::ResourceExhausted(
+                "Too many new accounts from your address; try again in a minute.".into(),
+            ));
+        }
+        let taken = || ApiError::AlreadyExists("An account with this email already exists.".into());
+        if self
+            .state
+            .store
+            .user_by_email(email.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(taken());
+        }
         let password_hash = self.state.hasher.hash(password.secret()).await?;
         let user = self
             .state
@@ -87,9 +109,7 @@ impl AuthApi {
             })
             .await
             .map_err(|err| match err {
-                StoreError::Conflict => {
-                    ApiError::AlreadyExists("An account with this email already exists.".into())
-                }
+                StoreError::Conflict => taken(),
                 StoreError::Db(db) => db.into(),
             })?;
         tracing::info!(user_id = %user.id, "user registered");
@@ -316,7 +336,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
-        let session = self.register(request.into_inner()).await?;
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref());
+        let session = self.register(client, request.into_inner()).await?;
         Ok(Response::new(v1::RegisterResponse {
             session: Some(session),
         }))

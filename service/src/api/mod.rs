@@ -57,6 +57,8 @@ pub struct Guards {
     pub sign_in_client: Arc<dyn AttemptGuard>,
     /// Joins per client (successful or not).
     pub joins: TokenBuckets<ClientAddr>,
+    /// Registrations per client (each costs a password hash).
+    pub registrations: TokenBuckets<ClientAddr>,
 }
 
 /// `RESOURCE_EXHAUSTED` for a lock-out, saying how long it lasts.

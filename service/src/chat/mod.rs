@@ -123,6 +123,44 @@ pub struct ChatHub {
     open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
 }
 
+/// A stream's place in its room's presence: [`PresenceGuard::leave`] gives it up (and
+/// announces the member leaving if it was their last stream); dropped without that, it
+/// leaves in a task of its own.
+struct PresenceGuard {
+    hub: Option<Arc<ChatHub>>,
+    group_id: Uuid,
+    who: Participant,
+}
+
+impl PresenceGuard {
+    async fn leave(mut self) {
+        if let Some(hub) = self.hub.take() {
+            leave_presence(hub, self.group_id, self.who.clone()).await;
+        }
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            let (group_id, who) = (self.group_id, self.who.clone());
+            tokio::spawn(leave_presence(hub, group_id, who));
+        }
+    }
+}
+
+async fn leave_presence(hub: Arc<ChatHub>, group_id: Uuid, who: Participant) {
+    let left = hub.relay.presence_leave(group_id, &who).await;
+    if matches!(left, Ok(true))
+        && let Err(err) = hub
+            .relay
+            .broadcast(group_id, RoomEvent::MemberLeft(who))
+            .await
+    {
+        tracing::debug!(error = %err, "could not announce a member leaving");
+    }
+}
+
 /// One open room stream of a participant, counted until dropped.
 struct StreamSlot {
     open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
@@ -453,12 +491,19 @@ impl ChatHub {
             }
             _ => (false, Vec::new()),
         };
-        if self
+        let came_online = self
             .relay
             .presence_join(group_id, &who)
             .await
-            .map_err(relay_error)?
-        {
+            .map_err(relay_error)?;
+        // From here on, however this ends (an error below, the client resetting the call
+        // while it runs, or the stream's end), the stream leaves the room's presence.
+        let presence = PresenceGuard {
+            hub: Some(self.clone()),
+            group_id,
+            who: who.clone(),
+        };
+        if came_online {
             self.relay
                 .broadcast(group_id, RoomEvent::MemberJoined(who.clone()))
                 .await
@@ -487,15 +532,7 @@ impl ChatHub {
             hub.metrics.stream_opened();
             pump.run(joined, backlog, subscription).await;
             hub.metrics.stream_closed();
-            let left = hub.relay.presence_leave(group_id, &who).await;
-            if matches!(left, Ok(true))
-                && let Err(err) = hub
-                    .relay
-                    .broadcast(group_id, RoomEvent::MemberLeft(who.clone()))
-                    .await
-            {
-                tracing::debug!(error = %err, "could not announce a member leaving");
-            }
+            presence.leave().await;
             tracing::info!(%group_id, participant = %who.id, "room stream closed");
         });
         Ok(())

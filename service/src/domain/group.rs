@@ -89,10 +89,16 @@ impl MemberName {
 /// [`MemberName::key`] of any name (e.g. the owner's, which was parsed as a `DisplayName`).
 /// The `group_members.name_key` migration computes the same.
 pub fn name_key(name: &str) -> String {
-    name.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    use unicode_normalization::UnicodeNormalization;
+    // Compatibility forms folded first, so that "Zoë" typed precomposed or with a
+    // combining mark (or "ｂｏｂ" in full-width letters) is the same name.
+    let folded: String = name
+        .nfkc()
+        .collect::<String>()
         .to_lowercase()
+        .nfkc()
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -135,6 +141,12 @@ mod tests {
         assert_eq!(key("Bob"), key("BOB"));
         assert_eq!(key("Ann  Lee"), key("ann lee"));
         assert_eq!(key("ZOË"), key("zoë"));
+        assert_eq!(
+            key("Zo\u{eb}"),
+            key("Zoe\u{308}"),
+            "precomposed or combining"
+        );
+        assert_eq!(key("ｂｏｂ"), key("bob"), "full-width letters");
         assert_ne!(key("Bob"), key("Rob"));
     }
 

@@ -74,7 +74,10 @@ fn check_label(field: &'static str, label: &str, value: &str) -> Result<(), Fiel
 /// direction-override or invisible characters). Shared by account names and member names,
 /// which differ only in their field and wording.
 fn parse_name(field: &'static str, label: &str, raw: &str) -> Result<String, FieldViolation> {
-    let name = raw.trim();
+    use unicode_normalization::UnicodeNormalization;
+    // One spelling of every name (NFC): what is shown is what is compared.
+    let normalized: String = raw.nfc().collect();
+    let name = normalized.trim();
     if text::is_blank(name) {
         return Err(FieldViolation::new(
             field,

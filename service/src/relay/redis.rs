@@ -70,6 +70,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long an unused wake stream stays in Redis.
 const WAKE_TTL_MS: u64 = 600_000;
 
+/// Stripes of the presence write locks (see `Inner::presence_writes`).
+const PRESENCE_STRIPES: usize = 64;
+
 /// Presence commands run concurrently by one heartbeat.
 const HEARTBEAT_CONCURRENCY: usize = 32;
 
@@ -121,10 +124,12 @@ struct Inner {
     rooms: Mutex<HashMap<Uuid, LocalRoom>>,
     /// Open streams of each participant on this node, per room.
     local_presence: Mutex<HashMap<(Uuid, Uuid), (Participant, usize)>>,
-    /// Held while this node writes presence to Redis, so that a heartbeat's refresh can
-    /// never land after a leave it did not see and put the participant back online (a
-    /// ghost until the ttl; found when the conformance suite ran multi-threaded).
-    presence_writes: tokio::sync::Mutex<()>,
+    /// Held (the stripe of one participant in one room) while this node writes that
+    /// participant's presence to Redis, so that a heartbeat's refresh can never land after
+    /// a leave it did not see and put them back online (a ghost until the ttl; found when
+    /// the conformance suite ran multi-threaded). Striped so that one slow write holds up
+    /// only its stripe, and the heartbeat still refreshes many entries at once.
+    presence_writes: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// A room read by this node.
@@ -501,7 +506,9 @@ impl RedisRelay {
             display_url: display_url(url),
             rooms: Mutex::new(HashMap::new()),
             local_presence: Mutex::new(HashMap::new()),
-            presence_writes: tokio::sync::Mutex::new(()),
+            presence_writes: (0..PRESENCE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         });
         // Subscribed before `connect` returns, so that no event published after a
         // subscription opens can be missed.
@@ -765,9 +772,17 @@ impl Inner {
         Ok(reply.as_u64() == Some(1))
     }
 
-    /// Refreshes this node's presence entries.
+    /// The lock for writing `who`'s presence in `group_id`.
+    fn presence_lock(&self, group_id: Uuid, who: Uuid) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (group_id, who).hash(&mut hasher);
+        &self.presence_writes[hasher.finish() as usize % self.presence_writes.len()]
+    }
+
+    /// Refreshes this node's presence entries. Each is re-checked under its lock: one that
+    /// left since the list was taken is not written back.
     async fn heartbeat(&self) {
-        let _writes = self.presence_writes.lock().await;
         let entries: Vec<(Uuid, Participant)> = self
             .local_presence
             .lock()
@@ -776,7 +791,18 @@ impl Inner {
             .map(|((group_id, _), (who, _))| (*group_id, who.clone()))
             .collect();
         let failures = futures::stream::iter(entries)
-            .map(|(group_id, who)| async move { self.touch(group_id, &who).await.err() })
+            .map(|(group_id, who)| async move {
+                let _write = self.presence_lock(group_id, who.id).lock().await;
+                let still_here = self
+                    .local_presence
+                    .lock()
+                    .expect("presence lock poisoned")
+                    .contains_key(&(group_id, who.id));
+                if !still_here {
+                    return None;
+                }
+                self.touch(group_id, &who).await.err()
+            })
             .buffer_unordered(HEARTBEAT_CONCURRENCY)
             .filter_map(|failed| async move { failed })
             .collect::<Vec<_>>()
@@ -1224,7 +1250,7 @@ impl RoomRelay for RedisRelay {
 
     async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let inner = &self.inner;
-        let _writes = inner.presence_writes.lock().await;
+        let _write = inner.presence_lock(group_id, who.id).lock().await;
         let first_here = {
             let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
             let entry = presence
@@ -1253,7 +1279,7 @@ impl RoomRelay for RedisRelay {
 
     async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
         let inner = &self.inner;
-        let _writes = inner.presence_writes.lock().await;
+        let _write = inner.presence_lock(group_id, who.id).lock().await;
         {
             let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
             match presence.get_mut(&(group_id, who.id)) {

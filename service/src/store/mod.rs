@@ -224,10 +224,9 @@ impl Store {
         new_hash: String,
         expires_at: DateTime<Utc>,
     ) -> Result<Rotation, DbErr> {
+        // The claiming UPDATE comes first: it takes the write lock at once (on SQLite a
+        // transaction that read first could not upgrade while the persister writes).
         let txn = self.db.begin().await?;
-        if family_revoked(&txn, used.family_id).await? {
-            return Ok(Rotation::FamilyRevoked);
-        }
         let claimed = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now()))
             .filter(refresh_tokens::Column::Id.eq(used.id))
@@ -239,6 +238,10 @@ impl Store {
             == 1;
         if !claimed {
             return Ok(Rotation::AlreadyUsed);
+        }
+        if family_revoked(&txn, used.family_id).await? {
+            // Dropping the transaction takes the claim back.
+            return Ok(Rotation::FamilyRevoked);
         }
         refresh_token_row(used.user_id, used.family_id, new_hash, expires_at)
             .insert(&txn)
