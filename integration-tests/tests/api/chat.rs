@@ -190,6 +190,45 @@ async fn a_senders_acks_arrive_in_room_order_among_the_others_messages() {
     }
 }
 
+/// A resend that comes after the relay window has moved past the original is not stored a
+/// second time and not dead-lettered: the sender is told it was already sent.
+#[tokio::test]
+async fn a_resend_past_the_relay_window_is_recognised_by_the_store() {
+    let app = spawn_app_with(|s| s.relay_window = 2).await;
+    let room = room(&app).await;
+    let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
+        .await
+        .unwrap();
+    let original = ann.send_and_ack("dup", "said once").await;
+    for i in 0..4 {
+        ann.send_and_ack(&format!("later-{i}"), "later").await;
+    }
+    ann.send("dup", "said once").await;
+    let rejected = ann
+        .next_answer()
+        .await
+        .expect_err("the store already has it");
+    assert_eq!(rejected.code, Code::AlreadyExists as i32, "{rejected:?}");
+    // (The store itself: the relay's window, which history also merges, still shows the
+    // resend live subscribers saw, until it moves on.)
+    let (stored, _) = app
+        .store()
+        .await
+        .list_messages(room.group.id.parse().unwrap(), None, None, 100)
+        .await
+        .unwrap();
+    let copies: Vec<_> = stored
+        .iter()
+        .filter(|m| m.client_message_id == "dup")
+        .collect();
+    assert_eq!(copies.len(), 1, "{stored:?}");
+    assert_eq!(copies[0].id.to_string(), original.id);
+    assert!(
+        app.store().await.dead_letters(10).await.unwrap().is_empty(),
+        "a resend is not a dead letter"
+    );
+}
+
 #[tokio::test]
 async fn a_retried_send_returns_the_original_message() {
     let app = spawn_app().await;

@@ -315,6 +315,14 @@ impl ChatHub {
         .await
         {
             Ok(Ok(())) => Ok((message, is_new)),
+            Ok(Err(LogError::AlreadySent)) => Err(SendFailure {
+                error: ApiError::AlreadyExists(
+                    "A message with this client_message_id was already sent; it is in the \
+                     room's history."
+                        .into(),
+                ),
+                published: is_new,
+            }),
             Ok(Err(LogError::NotStored { group_gone })) => Err(SendFailure {
                 error: if group_gone {
                     ApiError::not_found("Group not found.")

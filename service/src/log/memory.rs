@@ -90,6 +90,7 @@ impl LogSource for InProcessSource {
         for (id, persisted) in receipt {
             let outcome = match unstored.iter().find(|u| u.message_id == id) {
                 None => Ok(()),
+                Some(u) if u.fate == Fate::Resent => Err(LogError::AlreadySent),
                 Some(u) => Err(LogError::NotStored {
                     group_gone: u.fate == Fate::GroupGone,
                 }),

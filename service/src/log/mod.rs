@@ -28,6 +28,10 @@ pub enum LogError {
     /// hold it (it is in the dead-letter table). Retrying cannot help.
     #[error("message not stored (group deleted: {group_gone})")]
     NotStored { group_gone: bool },
+    /// The sender's earlier message with the same idempotency key is already stored; this
+    /// resend was not.
+    #[error("a message with this client_message_id is already stored")]
+    AlreadySent,
 }
 
 #[async_trait]

@@ -72,6 +72,9 @@ pub async fn run_observed<S: LogSource>(
                     }
                     tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: its group was deleted");
                 }
+                Fate::Resent => {
+                    tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: a resend of one already stored");
+                }
                 Fate::DeadLettered(reason) => {
                     if let Some(metrics) = &metrics {
                         metrics.dead_lettered();

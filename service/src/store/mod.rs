@@ -484,6 +484,7 @@ impl Store {
             };
             let fate = match err.sql_err() {
                 Some(SqlErr::ForeignKeyConstraintViolation(_)) => Fate::GroupGone,
+                Some(SqlErr::UniqueConstraintViolation(_)) if self.resent(m).await? => Fate::Resent,
                 _ => {
                     let reason = printable(&err.to_string());
                     self.dead_letter(m, &reason).await?;
@@ -498,6 +499,21 @@ impl Store {
             });
         }
         Ok(unstored)
+    }
+
+    /// True when the sender already has a stored message with `m`'s idempotency key: `m` is
+    /// a resend that came after the relay had forgotten the first one.
+    async fn resent(&self, m: &ChatMessage) -> Result<bool, DbErr> {
+        if m.client_message_id.is_empty() {
+            return Ok(false);
+        }
+        Ok(messages::Entity::find()
+            .filter(messages::Column::GroupId.eq(m.group_id))
+            .filter(messages::Column::SenderId.eq(m.sender_id))
+            .filter(messages::Column::ClientMessageId.eq(m.client_message_id.as_str()))
+            .one(&self.db)
+            .await?
+            .is_some())
     }
 
     /// Keeps a message the database refused, escaped as JSON so that it can be stored
@@ -629,6 +645,9 @@ pub enum Fate {
     GroupGone,
     /// The database refused it for this reason; it is in `dead_letters`.
     DeadLettered(String),
+    /// The sender's earlier message with the same `client_message_id` is stored: this one
+    /// is a resend the relay no longer recognised (it was past the relay window).
+    Resent,
 }
 
 /// True when the database refused this row for what it holds — a constraint (unique,
