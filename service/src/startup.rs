@@ -249,7 +249,7 @@ impl Application {
             ),
         };
         let hasher = match limits.hash_concurrency {
-            0 => Hasher::for_this_machine()?,
+            0 => Hasher::new(Hasher::cores(), limits.hash_queue)?,
             n => Hasher::new(n, limits.hash_queue)?,
         };
         let state = Arc::new(AppState {

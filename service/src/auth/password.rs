@@ -64,10 +64,9 @@ impl Hasher {
         })
     }
 
-    /// The default gate: one thread per core, 32 waiting per core.
-    pub fn for_this_machine() -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::new(cores, 32 * cores)
+    /// One hashing thread per core: the default concurrency.
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 
     /// Hashes a secret into a PHC string (algorithm, parameters and salt included).
