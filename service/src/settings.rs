@@ -380,6 +380,9 @@ pub struct ServerArgs {
         default_value_t = 32
     )]
     pub max_streams_per_principal: usize,
+    /// Room streams one client address may hold open at once (whoever holds them).
+    #[arg(long, env = "QUICKCHAT_MAX_STREAMS_PER_CLIENT", default_value_t = 1024)]
+    pub max_streams_per_client: usize,
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "QUICKCHAT_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
     pub max_concurrent_streams: u32,
@@ -487,6 +490,7 @@ impl From<ServerArgs> for Settings {
             },
             chat: ChatSettings {
                 max_streams_per_participant: args.max_streams_per_principal,
+                max_streams_per_client: args.max_streams_per_client,
                 join_deadline: Duration::from_secs(args.join_deadline_secs),
                 ..ChatSettings::default()
             },

@@ -597,3 +597,42 @@ async fn one_connection_holds_at_most_its_concurrent_streams() {
         .await
         .expect("another connection is served");
 }
+
+/// Joining under many names does not multiply one address's share of room streams.
+#[tokio::test]
+async fn room_streams_per_client_address_are_capped_whatever_the_names() {
+    let app = spawn_app_with(|s| {
+        s.chat.max_streams_per_participant = 2;
+        s.chat.max_streams_per_client = 3;
+    })
+    .await;
+    let owner = app.register("Olga").await;
+    let group = app.create_group(&owner.access_token, "Many names").await;
+    let mut open = Vec::new();
+    let mut refused = None;
+    for name in ["Alias One", "Alias Two", "Alias Three"] {
+        let member = app.join(&group.id, name).await;
+        for _ in 0..2 {
+            let mut chat = ChatServiceClient::new(app.channel.clone());
+            match chat
+                .subscribe(authed(
+                    v1::SubscribeRequest {
+                        group_id: group.id.clone(),
+                        since: None,
+                    },
+                    &member.member_token,
+                ))
+                .await
+            {
+                Ok(stream) => open.push(stream),
+                Err(status) => {
+                    refused.get_or_insert(status);
+                }
+            }
+        }
+    }
+    assert_eq!(open.len(), 3, "the address's share");
+    let status = refused.expect("streams beyond the address's share are refused");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("from your address"), "{status:?}");
+}

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{SharedState, parse_id, timestamp};
+use super::{ClientAddr, SharedState, parse_id, timestamp};
 use crate::chat::outbound::{self, EventStream, Outgoing};
 use crate::chat::{ChatHub, PendingSends};
 use crate::domain::FieldViolation;
@@ -154,6 +154,7 @@ impl ChatService for ChatApi {
         request: Request<Streaming<v1::ChatRequest>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
         let principal = self.state.auth.principal(request.metadata())?;
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string();
         let mut requests = request.into_inner();
         // A stream that never says which room it wants holds a slot for nothing.
         let first =
@@ -186,6 +187,7 @@ impl ChatService for ChatApi {
         let pending = PendingSends::default();
         hub.open(
             who.clone(),
+            &client,
             group_id,
             since(join.since),
             out.clone(),
@@ -207,7 +209,14 @@ impl ChatService for ChatApi {
         let (out, stream): (_, EventStream<EventFrame>) =
             outbound::channel(self.state.chat_settings.outbound_capacity);
         self.hub()
-            .open(who, group_id, since(request.into_inner().since), out, None)
+            .open(
+                who,
+                &ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string(),
+                group_id,
+                since(request.into_inner().since),
+                out,
+                None,
+            )
             .await?;
         Ok(Response::new(Box::pin(stream) as Self::SubscribeStream))
     }

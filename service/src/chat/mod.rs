@@ -42,6 +42,9 @@ pub struct ChatSettings {
     /// Room streams (`Chat` and `Subscribe`) one participant may hold open at once on this
     /// node, over all their connections and rooms.
     pub max_streams_per_participant: usize,
+    /// Room streams one client address may hold open at once on this node, whoever holds
+    /// them.
+    pub max_streams_per_client: usize,
     /// How long a `Chat` stream may stay open before its `join` request arrives.
     pub join_deadline: Duration,
 }
@@ -55,6 +58,7 @@ impl Default for ChatSettings {
             send_burst: 40,
             append_timeout: Duration::from_secs(10),
             max_streams_per_participant: 32,
+            max_streams_per_client: 1024,
             join_deadline: Duration::from_secs(10),
         }
     }
@@ -120,7 +124,7 @@ pub struct ChatHub {
     typing_limits: TokenBuckets<(Uuid, Uuid)>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
-    open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+    open_streams: Arc<Mutex<HashMap<StreamOwner, usize>>>,
 }
 
 /// A stream's place in its room's presence: [`PresenceGuard::leave`] gives it up (and
@@ -163,8 +167,16 @@ async fn leave_presence(hub: Arc<ChatHub>, group_id: Uuid, who: Participant) {
 
 /// One open room stream of a participant, counted until dropped.
 struct StreamSlot {
-    open_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
-    participant: Uuid,
+    open_streams: Arc<Mutex<HashMap<StreamOwner, usize>>>,
+    owners: [StreamOwner; 2],
+}
+
+/// Who a room stream is counted against: the person, and the address it came from (one
+/// address could otherwise join under many names and hold a share for each).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum StreamOwner {
+    Participant(Uuid),
+    Client(String),
 }
 
 impl Drop for StreamSlot {
@@ -173,10 +185,12 @@ impl Drop for StreamSlot {
             .open_streams
             .lock()
             .expect("stream count lock poisoned");
-        if let Some(n) = open.get_mut(&self.participant) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.participant);
+        for owner in &self.owners {
+            if let Some(n) = open.get_mut(owner) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(owner);
+                }
             }
         }
     }
@@ -474,15 +488,17 @@ impl ChatHub {
     /// Opens `who`'s stream of the room: sends `joined`, the recovery backlog after `since`,
     /// then live events until the client leaves, the group is deleted, the client reads too
     /// slowly, or the server shuts down. Returns once the stream is set up; a task pumps it.
+    /// `client` is the caller's address as per-client limits count it.
     pub async fn open(
         self: &Arc<Self>,
         who: Participant,
+        client: &str,
         group_id: Uuid,
         since: Option<Position>,
         out: Outbound,
         pending: Option<PendingSends>,
     ) -> Result<(), ApiError> {
-        let slot = self.take_stream_slot(who.id)?;
+        let slot = self.take_stream_slot(who.id, client)?;
         let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
         // After the backlog the client has everything up to the subscription's head; live
         // events continue from there.
@@ -546,25 +562,38 @@ impl ChatHub {
         Ok(())
     }
 
-    /// Counts a new stream of `participant`, or refuses it when they already hold
-    /// `max_streams_per_participant`.
-    fn take_stream_slot(&self, participant: Uuid) -> Result<StreamSlot, ApiError> {
+    /// Counts a new stream of `participant` from `client`, or refuses it when either
+    /// already holds its share (`max_streams_per_participant`, `max_streams_per_client`).
+    fn take_stream_slot(&self, participant: Uuid, client: &str) -> Result<StreamSlot, ApiError> {
         let mut open = self
             .open_streams
             .lock()
             .expect("stream count lock poisoned");
-        let n = open.entry(participant).or_insert(0);
-        if *n >= self.settings.max_streams_per_participant {
-            tracing::warn!(%participant, open = *n, "room stream refused: too many open");
+        let owners = [
+            StreamOwner::Participant(participant),
+            StreamOwner::Client(client.to_owned()),
+        ];
+        let held = |owner: &StreamOwner| open.get(owner).copied().unwrap_or(0);
+        if held(&owners[0]) >= self.settings.max_streams_per_participant {
+            tracing::warn!(%participant, "room stream refused: too many open");
             return Err(ApiError::ResourceExhausted(format!(
                 "Too many open room streams: at most {} at once; close one first.",
                 self.settings.max_streams_per_participant
             )));
         }
-        *n += 1;
+        if held(&owners[1]) >= self.settings.max_streams_per_client {
+            tracing::warn!(%participant, client, "room stream refused: too many from this address");
+            return Err(ApiError::ResourceExhausted(format!(
+                "Too many open room streams from your address: at most {} at once.",
+                self.settings.max_streams_per_client
+            )));
+        }
+        for owner in &owners {
+            *open.entry(owner.clone()).or_insert(0) += 1;
+        }
         Ok(StreamSlot {
             open_streams: self.open_streams.clone(),
-            participant,
+            owners,
         })
     }
 
