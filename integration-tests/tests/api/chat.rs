@@ -534,7 +534,6 @@ async fn bad_and_too_fast_sends_are_rejected_and_the_stream_stays_open() {
 /// timeout) while Bob's sends pile into a four-event feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_that_falls_behind_its_room_feed_is_ended_not_left_with_a_gap() {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app_with(|s| {
         s.room_feed_capacity = 4;
         s.chat.append_timeout = Duration::from_secs(2);
@@ -545,12 +544,7 @@ async fn a_stream_that_falls_behind_its_room_feed_is_ended_not_left_with_a_gap()
     let mut ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
         .await
         .unwrap();
-    app.store()
-        .await
-        .connection()
-        .execute_unprepared("DROP TABLE messages")
-        .await
-        .unwrap();
+    app.break_message_storage().await;
     ann.send("a1", "waiting for my ack").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sends = (0..10).map(|i| {

@@ -135,6 +135,18 @@ impl TestApp {
             .expect("store connects")
     }
 
+    /// Drops the `messages` table behind the server's back: from then on no message can be
+    /// stored (the persister retries, sends time out), while the server keeps running.
+    pub async fn break_message_storage(&self) {
+        use sea_orm::ConnectionTrait;
+        self.store()
+            .await
+            .connection()
+            .execute_unprepared("DROP TABLE messages")
+            .await
+            .expect("drop the messages table");
+    }
+
     /// Registers a new account with a unique email and returns its session.
     pub async fn register(&self, name: &str) -> v1::Session {
         register_on(&self.channel, name).await

@@ -384,12 +384,7 @@ async fn a_server_whose_database_broke_still_shuts_down() {
     let mut olga = crate::chat_client::ChatClient::open(&app, &owner.access_token, &group.id, None)
         .await
         .unwrap();
-    app.store()
-        .await
-        .connection()
-        .execute_unprepared("DROP TABLE messages")
-        .await
-        .unwrap();
+    app.break_message_storage().await;
 
     // The message cannot be stored: the sender is told, not acked.
     olga.send("m1", "into the void").await;
