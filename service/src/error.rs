@@ -53,6 +53,10 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
+        if crate::store::unreachable(&err) {
+            tracing::warn!(error = %err, "the database is unreachable");
+            return Self::Unavailable("the database is unavailable; try again shortly".into());
+        }
         Self::Internal(anyhow::Error::new(err).context("database error"))
     }
 }

@@ -57,6 +57,12 @@ pub struct Settings {
     /// Behind a trusted load balancer: the request header holding the client's address
     /// (its last entry), used for per-client limits. `None`: the connection's address.
     pub client_ip_header: Option<String>,
+    /// How often an idle HTTP/2 connection is pinged, and how long the ping may go unanswered
+    /// before the connection is closed: a client that vanished without closing (a phone
+    /// losing its network, a half-open TCP connection) loses its streams and presence within
+    /// their sum.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     /// Serve gRPC and gRPC-web over TLS with this certificate; `None` means plaintext.
     pub tls: Option<TlsSettings>,
     /// Origins whose pages may call the API from a browser (CORS), e.g.
@@ -197,6 +203,8 @@ impl Default for Settings {
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
             client_ip_header: None,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
             tls: None,
             cors_origins: Vec::new(),
         }
@@ -332,6 +340,13 @@ pub struct ServerArgs {
     /// through the balancer: clients could otherwise choose their own address.
     #[arg(long, env = "QUICKCHAT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Seconds between HTTP/2 pings on a connection (a vanished client is noticed within
+    /// this plus --keepalive-timeout-secs).
+    #[arg(long, env = "QUICKCHAT_KEEPALIVE_INTERVAL_SECS", default_value_t = 30)]
+    pub keepalive_interval_secs: u64,
+    /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
+    #[arg(long, env = "QUICKCHAT_KEEPALIVE_TIMEOUT_SECS", default_value_t = 10)]
+    pub keepalive_timeout_secs: u64,
     /// Wrong passcodes allowed per group and client address before a lock-out.
     #[arg(long, env = "QUICKCHAT_PASSCODE_MAX_FAILURES", default_value_t = 5)]
     pub passcode_max_failures: u32,
@@ -497,6 +512,8 @@ impl From<ServerArgs> for Settings {
             persister_enabled: args.persister,
             metrics_listen: args.metrics_listen,
             client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            keepalive_interval: Duration::from_secs(args.keepalive_interval_secs.max(1)),
+            keepalive_timeout: Duration::from_secs(args.keepalive_timeout_secs.max(1)),
             tls,
             cors_origins: args.cors_origins,
             ..Settings::default()

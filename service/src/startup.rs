@@ -61,6 +61,8 @@ pub struct Application {
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
     persister_drain_timeout: Duration,
+    /// HTTP/2 ping interval and timeout (see `Settings::keepalive_interval`).
+    keepalive: (Duration, Duration),
     metrics_addr: Option<SocketAddr>,
     stop_metrics: CancellationToken,
     description: String,
@@ -141,7 +143,8 @@ impl Application {
                     },
                 )
                 .await
-                .context("cannot start the Redis relay")?,
+                .context("cannot start the Redis relay")?
+                .with_tail_of(settings.kafka_brokers.as_deref(), &settings.cluster),
             ),
             None => Arc::new(InProcessRelay::new(
                 store.clone(),
@@ -295,6 +298,7 @@ impl Application {
             persister,
             stop_persister,
             persister_drain_timeout: settings.persister_drain_timeout,
+            keepalive: (settings.keepalive_interval, settings.keepalive_timeout),
             metrics_addr,
             stop_metrics,
             description,
@@ -352,9 +356,10 @@ impl Application {
         };
         let router = Server::builder()
             // A client that vanished without closing its connection (a phone losing its
-            // network) is noticed within ~40 s: its streams end, its presence goes away.
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // network) is noticed within interval + timeout (40 s by default): its streams
+            // end, its presence goes away.
+            .http2_keepalive_interval(Some(self.keepalive.0))
+            .http2_keepalive_timeout(Some(self.keepalive.1))
             // One connection cannot open streams without bound (each costs a task and
             // buffers); per-user caps on room streams sit on top of this.
             .max_concurrent_streams(Some(state.limits.max_concurrent_streams_per_connection))

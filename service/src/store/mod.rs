@@ -13,7 +13,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
     Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -36,6 +36,23 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// Whether `err` says the database could not be reached (stopped, restarting, the network
+/// cut) rather than that it refused the statement: the caller may try again shortly.
+pub fn unreachable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
+        ),
+        DbErr::Conn(_) => true,
+        _ => false,
+    }
 }
 
 fn classify(err: DbErr) -> StoreError {
@@ -108,6 +125,11 @@ impl Store {
             });
             "sqlite"
         } else {
+            // A database that cannot be reached makes a request fail with UNAVAILABLE in a
+            // few seconds instead of hanging for sqlx's default 30.
+            options
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .acquire_timeout(std::time::Duration::from_secs(3));
             "postgres"
         };
         let db = Database::connect(options).await?;
