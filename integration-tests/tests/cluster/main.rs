@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 #[path = "../api/chat_client.rs"]
 mod chat_client;
+mod faults;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
@@ -21,3 +22,4 @@ mod process;
 #[allow(dead_code)]
 #[path = "../support/proxy.rs"]
 mod proxy;
+mod traffic;

@@ -316,3 +316,58 @@ fn which_tansu() -> String {
         ),
     }
 }
+
+/// A Redis server of one test's own (nothing kept on disk), which the test can kill and
+/// start again on the same port: empty, as after a crash without persistence.
+pub struct PrivateRedis {
+    pub url: String,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
+        let child = Self::spawn(port).await;
+        PrivateRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child,
+        }
+    }
+
+    async fn spawn(port: u16) -> std::process::Child {
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (Debian's redis-server package)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        panic!("redis-server did not listen on port {port}");
+    }
+
+    /// SIGKILL, then a new empty server on the same port.
+    pub async fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port).await;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -404,11 +404,13 @@ pub async fn ensure_topic(brokers: &str, settings: &ClusterSettings) -> anyhow::
     Ok(())
 }
 
-fn client_config(brokers: &str) -> ClientConfig {
+pub(super) fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
-        .set("client.id", "quickchat");
+        .set("client.id", "quickchat")
+        // Back within a second of a broker's return, not librdkafka's default 10 s.
+        .set("reconnect.backoff.max.ms", "1000");
     config
 }
 
@@ -454,14 +456,14 @@ fn encode(m: &ChatMessage) -> Vec<u8> {
 
 /// Why a record could not be read as a message.
 #[derive(Debug, thiserror::Error)]
-enum RecordError {
+pub(super) enum RecordError {
     #[error("not a protobuf message: {0}")]
     Protobuf(#[from] prost::DecodeError),
     #[error("invalid or missing field {0}")]
     Field(&'static str),
 }
 
-fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
+pub(super) fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
     let m = v1::Message::decode(payload)?;
     let uuid = |field, raw: &str| Uuid::parse_str(raw).map_err(|_| RecordError::Field(field));
     let created_at = m

@@ -7,6 +7,7 @@
 //! and feeds the same persister loop through [`persister::LogSource`].
 
 pub mod kafka;
+pub mod kafka_tail;
 pub mod memory;
 pub mod persister;
 
@@ -16,6 +17,7 @@ pub(crate) mod conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::room::ChatMessage;
 
@@ -45,4 +47,13 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Stops taking new messages; what was appended before is still persisted.
     async fn close(&self);
+}
+
+/// The newest offset the message log holds for a room, counting what the persister has not
+/// stored yet. A relay that lost a room's state must start the room's new epoch past it, or
+/// a new message would take the offset of an acked one still on its way to the store.
+#[async_trait]
+pub trait LogTail: Send + Sync + 'static {
+    /// 0 when the log holds nothing unstored for the room.
+    async fn last_offset(&self, group_id: Uuid) -> anyhow::Result<u64>;
 }

@@ -14,9 +14,11 @@
 //!
 //! Publishing is one Lua script: dedupe check, `HINCRBY` of the counter, `XADD` with the
 //! explicit id, trimming. A room without a counter (new, deleted, or lost by a Redis restart)
-//! is initialised by another script, atomically with respect to other nodes: the counter is
-//! seeded from the store's newest offset and a new epoch is drawn, so clients holding the old
-//! epoch are told their offsets no longer compare (`Replay::EpochChanged`).
+//! is initialised by another script, atomically with respect to other nodes: a new epoch is
+//! drawn, so clients holding the old epoch are told their offsets no longer compare
+//! (`Replay::EpochChanged`), and the counter is seeded past every offset the old epoch may
+//! have handed out: the newest in the store or in the log's unstored tail ([`LogTail`]), plus
+//! [`EPOCH_GAP`] for messages that were still on their way to the log.
 //!
 //! Each node runs three background tasks: one reader doing a blocking `XREAD` over every room
 //! that has local subscribers (fanning entries out through a per-room broadcast channel), one
@@ -49,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Lagged, Published, RelayError, Replay, RoomRelay, Subscription};
+use crate::log::LogTail;
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::Store;
 
@@ -72,6 +75,13 @@ const WAKE_TTL_MS: u64 = 600_000;
 
 /// Stripes of the presence write locks (see `Inner::presence_writes`).
 const PRESENCE_STRIPES: usize = 64;
+
+/// How far past the newest stored or logged offset a room restarts after Redis lost its
+/// state: room for the old epoch's messages that were between the relay and the log when it
+/// happened (a send waits for the log at most the produce timeout, at most 20 a second per
+/// sender). Offsets skip at an epoch change; clients holding the old epoch are told to
+/// reload, and history pages by offset ranges, which a skip does not disturb.
+pub const EPOCH_GAP: u64 = 1_000;
 
 /// Presence commands run concurrently by one heartbeat.
 const HEARTBEAT_CONCURRENCY: usize = 32;
@@ -116,6 +126,8 @@ struct Inner {
     window: usize,
     feed_capacity: usize,
     store: Store,
+    /// The message log's unstored tail, when the log is not the store itself.
+    log_tail: std::sync::OnceLock<Arc<dyn LogTail>>,
     presence: PresenceTiming,
     scripts: Scripts,
     /// What `describe` shows: the URL without its password.
@@ -442,6 +454,27 @@ fn build_client(
 }
 
 impl RedisRelay {
+    /// Seeds rooms that lost their state past `tail` too (see [`EPOCH_GAP`]); without it,
+    /// past the store's newest offset.
+    pub fn with_log_tail(self, tail: Arc<dyn LogTail>) -> Self {
+        let _ = self.inner.log_tail.set(tail);
+        self
+    }
+
+    /// [`RedisRelay::with_log_tail`] with the Kafka log at `brokers`, if there is one.
+    pub fn with_tail_of(
+        self,
+        brokers: Option<&str>,
+        cluster: &crate::settings::ClusterSettings,
+    ) -> Self {
+        match brokers {
+            Some(brokers) => self.with_log_tail(Arc::new(crate::log::kafka_tail::KafkaTail::new(
+                brokers, cluster,
+            ))),
+            None => self,
+        }
+    }
+
     /// Connects to Redis at `url` and starts this node's background tasks.
     ///
     /// `key_prefix` starts every key; `window`: messages kept per room for replay (older
@@ -501,6 +534,7 @@ impl RedisRelay {
             window: window.max(1),
             feed_capacity,
             store,
+            log_tail: std::sync::OnceLock::new(),
             presence,
             scripts,
             display_url: display_url(url),
@@ -609,14 +643,25 @@ impl Inner {
         }
     }
 
-    /// Creates the room's counter (seeded from the store) and a new epoch, unless another
-    /// node just did: then the winner's state is returned.
+    /// Creates the room's counter and a new epoch, unless another node just did: then the
+    /// winner's state is returned. A room that has messages (Redis lost its state) starts
+    /// [`EPOCH_GAP`] past the newest one in the store or the log: messages of the old epoch
+    /// can still be on their way to the log, and a new message must never take the offset of
+    /// one that will be acked.
     async fn init_room(&self, group_id: Uuid) -> Result<(String, u64), RelayError> {
-        let seed = self
+        let stored = self
             .store
             .last_offset(group_id)
             .await
             .map_err(anyhow::Error::from)?;
+        let logged = match self.log_tail.get() {
+            Some(tail) => tail.last_offset(group_id).await.map_err(|err| {
+                RelayError::Unavailable(format!("cannot read the message log's tail: {err:#}"))
+            })?,
+            None => 0,
+        };
+        let newest = stored.max(logged);
+        let seed = if newest == 0 { 0 } else { newest + EPOCH_GAP };
         let epoch = Uuid::new_v4().simple().to_string();
         let reply = self
             .eval(
@@ -1686,32 +1731,38 @@ mod tests {
         let group = group_with_messages(&store, 3).await;
         let a = node(&prefix, 100, store.clone()).await;
         let b = node(&prefix, 100, store).await;
+        // A room with messages but no Redis state starts clear of the newest stored one.
+        let seed = 3 + EPOCH_GAP;
 
         let first = a
             .publish(draft(group, Uuid::new_v4(), "", "after the stored ones"))
             .await
             .unwrap();
-        assert_eq!(first.message().offset, 4, "the counter continues the store");
+        assert_eq!(
+            first.message().offset,
+            seed + 1,
+            "the counter starts past the store"
+        );
         let mut old = b.subscribe(group).await.unwrap();
-        assert_eq!(old.head, 4);
+        assert_eq!(old.head, seed + 1);
 
-        // Redis loses everything (offset 4 never reached the store).
+        // Redis loses everything (the new message never reached the store or a log).
         delete_prefix(&prefix).await;
 
         let again = a
             .publish(draft(group, Uuid::new_v4(), "", "after the loss"))
             .await
             .unwrap();
-        assert_eq!(again.message().offset, 4, "re-seeded from the store");
+        assert_eq!(again.message().offset, seed + 1, "re-seeded from the store");
         let new = a.subscribe(group).await.unwrap();
         assert_ne!(new.epoch, old.epoch, "a new epoch");
-        assert_eq!(new.head, 4);
+        assert_eq!(new.head, seed + 1);
         assert_eq!(
-            a.replay(group, &old.epoch, 3, 4).await.unwrap(),
+            a.replay(group, &old.epoch, seed, seed + 1).await.unwrap(),
             Replay::EpochChanged
         );
         assert_eq!(
-            b.replay(group, &new.epoch, 3, 4).await.unwrap(),
+            b.replay(group, &new.epoch, seed, seed + 1).await.unwrap(),
             Replay::Complete(vec![again.message().clone()])
         );
         // The subscriber holding the old epoch is not fed the new epoch's offsets: it is told
