@@ -843,6 +843,99 @@ mod tests {
         }
     }
 
+    /// Raises a fatal error on the log's current producer, the way librdkafka does when the
+    /// broker rejects the idempotent producer's sequence (after a long outage, say).
+    fn raise_fatal_error(log: &KafkaLog) {
+        use rdkafka::bindings::rd_kafka_test_fatal_error;
+        use rdkafka::types::RDKafkaRespErr;
+        let producer = log
+            .producer
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the log is open");
+        let reason = std::ffi::CString::new("raised by a test").unwrap();
+        // SAFETY: the client pointer is valid while `producer` lives, and `reason` is a
+        // NUL-terminated string that librdkafka copies.
+        let raised = unsafe {
+            rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        assert_eq!(raised, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+
+    /// Every record of partition 0 of the topic, decoded, oldest first.
+    async fn partition_zero(brokers: &str, settings: &ClusterSettings) -> Vec<ChatMessage> {
+        use rdkafka::consumer::{Consumer as _, StreamConsumer};
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set(
+                "group.id",
+                format!("{}-reader", settings.kafka_consumer_group),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&settings.kafka_topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let topic = settings.kafka_topic.clone();
+        let (consumer, (low, high)) = tokio::task::spawn_blocking(move || {
+            let watermarks = consumer.fetch_watermarks(&topic, 0, PATIENCE);
+            (consumer, watermarks.unwrap())
+        })
+        .await
+        .unwrap();
+        let mut records = Vec::new();
+        for _ in low..high {
+            let record = tokio::time::timeout(PATIENCE, consumer.recv())
+                .await
+                .expect("every record is read back in time")
+                .unwrap();
+            records.push(decode(record.payload().unwrap()).unwrap());
+        }
+        tokio::task::spawn_blocking(move || drop(consumer))
+            .await
+            .unwrap();
+        records
+    }
+
+    /// After a fatal error (librdkafka raises one when the broker rejects the idempotent
+    /// producer's sequence or epoch) a producer refuses every send for good. The append that
+    /// meets it fails, and nothing of it reaches the topic; the log replaces the producer, so
+    /// the next append goes through without a restart.
+    #[tokio::test]
+    async fn a_producer_broken_by_a_fatal_error_is_replaced() {
+        let brokers = brokers();
+        let settings = settings(1);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let group_id = Uuid::new_v4();
+        let [before, refused, after] = [1, 2, 3].map(|offset| message(group_id, offset));
+        log.append(before.clone()).await.unwrap();
+
+        raise_fatal_error(&log);
+        let appended = tokio::time::timeout(PATIENCE, log.append(refused.clone()))
+            .await
+            .expect("the append that met the broken producer returns");
+        assert!(
+            matches!(appended, Err(LogError::Unavailable(_))),
+            "{appended:?}"
+        );
+        tokio::time::timeout(PATIENCE, log.append(after.clone()))
+            .await
+            .expect("the append after returns")
+            .expect("a new producer takes the next append");
+
+        let topic = partition_zero(&brokers, &settings).await;
+        assert_eq!(topic, [(*before).clone(), (*after).clone()]);
+        log.close().await;
+    }
+
     /// A source that records which persister consumed which message, and how many each
     /// committed.
     struct Tally {
