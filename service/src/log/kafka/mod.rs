@@ -11,9 +11,12 @@
 //! `ClusterSettings::kafka_consumer_group` that hands batches to [`persister::run`] and commits
 //! their offsets only once the batch is in the store. A persister that dies in between makes
 //! its successor read the batch again, and the idempotent insert keeps one row per message.
-//! More persisters in the same group share the topic's partitions.
+//! More persisters in the same group share the topic's partitions. With metrics, each reports
+//! the consumer lag of the partitions it reads ([`lag`]).
 //!
 //! [`persister::run`]: super::persister::run
+
+mod lag;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -37,8 +40,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::lag::LagReporter;
 use super::persister::LogSource;
 use super::{LogError, MessageLog};
+use crate::metrics::Metrics;
 use crate::room::ChatMessage;
 use crate::settings::ClusterSettings;
 use crate::store::Unstored;
@@ -214,6 +219,8 @@ pub struct KafkaSource {
     consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
     topic: String,
     stop: CancellationToken,
+    /// Set once the source reports to metrics.
+    lag: Option<LagReporter>,
 }
 
 /// What [`KafkaSource::commit`] commits for a batch: per partition, the offset after the
@@ -259,11 +266,15 @@ impl KafkaSource {
             consumer: Some(Arc::new(consumer)),
             topic: settings.kafka_topic.clone(),
             stop,
+            lag: None,
         })
     }
 
     /// Leaves the consumer group (waiting for commits in flight) and drops the consumer.
     async fn shut_down(&mut self) {
+        if let Some(lag) = self.lag.take() {
+            lag.stop().await;
+        }
         if let Some(consumer) = self.consumer.take() {
             // Closing blocks until the group is left: keep it off the async workers.
             if let Err(err) = tokio::task::spawn_blocking(move || drop(consumer)).await {
@@ -361,6 +372,18 @@ impl LogSource for KafkaSource {
                 error = %err,
                 "committing kafka offsets failed; the batch will be read again"
             );
+        }
+    }
+
+    fn observe(&mut self, metrics: &Arc<Metrics>) {
+        if let Some(consumer) = &self.consumer
+            && self.lag.is_none()
+        {
+            self.lag = Some(LagReporter::start(
+                Arc::downgrade(consumer),
+                self.topic.clone(),
+                metrics.clone(),
+            ));
         }
     }
 }
@@ -536,7 +559,7 @@ impl ConsumerContext for KafkaContext {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap, HashSet};
 
     use chrono::SubsecRound;
 
@@ -934,6 +957,130 @@ mod tests {
         let topic = partition_zero(&brokers, &settings).await;
         assert_eq!(topic, [(*before).clone(), (*after).clone()]);
         log.close().await;
+    }
+
+    /// How soon the lag metric follows what happens in Kafka: it is measured every second.
+    const LAG_SHOWN_WITHIN: Duration = Duration::from_secs(5);
+
+    /// The consumer lag per partition, as the metrics endpoint shows it.
+    fn shown_lags(metrics: &Metrics) -> BTreeMap<i32, i64> {
+        metrics
+            .render()
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("quickchat_persister_consumer_lag{partition=\"")?;
+                let (partition, value) = rest.split_once("\"} ")?;
+                Some((partition.parse().unwrap(), value.parse().unwrap()))
+            })
+            .collect()
+    }
+
+    /// Waits until `metrics` show exactly `expected` as the consumer lag per partition.
+    async fn wait_for_lags(metrics: &Metrics, expected: &[(i32, i64)], within: Duration) {
+        let expected: BTreeMap<i32, i64> = expected.iter().copied().collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let shown = shown_lags(metrics);
+            if shown == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "after {within:?} the lag metric shows {shown:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An operator sees how far the database is behind Kafka: per partition the persister
+    /// reads, the records its group has not committed (acked to their senders, not yet known
+    /// to be stored). Read but uncommitted records count; once committed they do not. A
+    /// persister that stops takes its partitions off the metric.
+    #[tokio::test]
+    async fn the_consumer_lag_counts_the_records_not_committed_yet() {
+        let brokers = brokers();
+        let settings = settings(2);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let mut source = KafkaSource::connect(&brokers, &settings, stop.clone())
+            .await
+            .unwrap();
+        source.observe(&metrics);
+        let group_id = Uuid::new_v4();
+        let sent = 5;
+        for offset in 1..=sent {
+            log.append(message(group_id, offset)).await.unwrap();
+        }
+
+        // The consumer (its group joined) reads them all and commits nothing yet.
+        let mut read = 0;
+        let mut receipt = KafkaReceipt::default();
+        while read < sent {
+            let (messages, batch) = next_batch(&mut source, 100).await;
+            read += messages.len() as u64;
+            for (partition, next) in batch.next_offsets {
+                let merged = receipt.next_offsets.entry(partition).or_default();
+                *merged = (*merged).max(next);
+            }
+        }
+        let partitions: Vec<i32> = receipt.next_offsets.keys().copied().collect();
+        let [room] = partitions[..] else {
+            panic!("one room's records span partitions {partitions:?}");
+        };
+        let other = 1 - room;
+        wait_for_lags(
+            &metrics,
+            &[(room, sent as i64), (other, 0)],
+            LAG_SHOWN_WITHIN,
+        )
+        .await;
+
+        source.commit(receipt, &[]).await;
+        wait_for_lags(&metrics, &[(room, 0), (other, 0)], LAG_SHOWN_WITHIN).await;
+
+        stop.cancel();
+        assert!(source.next_batch(100).await.is_none());
+        assert_eq!(shown_lags(&metrics), BTreeMap::new());
+    }
+
+    /// When a second persister joins the group and takes partitions over, the first one stops
+    /// reporting them: between the two, each partition's lag is shown once.
+    #[tokio::test]
+    async fn a_partition_handed_to_another_persister_leaves_the_first_ones_lag_metric() {
+        let brokers = brokers();
+        let settings = settings(2);
+        let store = store().await;
+        let persister = |metrics: Arc<Metrics>| {
+            let (brokers, settings, store) = (brokers.clone(), settings.clone(), store.clone());
+            async move {
+                let source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+                    .await
+                    .unwrap();
+                tokio::spawn(persister::run_observed(source, store, 50, Some(metrics)));
+            }
+        };
+        let first = Arc::new(Metrics::new());
+        persister(first.clone()).await;
+        wait_for_lags(&first, &[(0, 0), (1, 0)], PATIENCE).await;
+
+        let second = Arc::new(Metrics::new());
+        persister(second.clone()).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (a, b) = (shown_lags(&first), shown_lags(&second));
+            let split = a.len() == 1 && b.len() == 1 && a.keys().ne(b.keys());
+            if split {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the persisters show the lag of partitions {:?} and {:?}",
+                a.keys(),
+                b.keys()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// A source that records which persister consumed which message, and how many each
