@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,6 +37,12 @@ impl Rejection {
 
 type Labels = Vec<(&'static str, &'static str)>;
 
+/// A Kafka partition, as the `partition` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: i32,
+}
+
 pub struct Metrics {
     registry: Registry,
     messages_sent: Counter,
@@ -49,6 +56,7 @@ pub struct Metrics {
     persist_failures: Counter,
     dead_letters: Counter,
     dropped_group_gone: Counter,
+    consumer_lag: Family<PartitionLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -126,10 +134,18 @@ impl Metrics {
             "Messages not stored because their group was deleted first",
             dropped_group_gone.clone(),
         );
+        let consumer_lag = Family::<PartitionLabel, Gauge>::default();
+        registry.register(
+            "persister_consumer_lag",
+            "Records in a Kafka partition assigned to this persister that its group has not \
+             committed yet, i.e. not yet known to be in the database",
+            consumer_lag.clone(),
+        );
         Self {
             registry,
             dead_letters,
             dropped_group_gone,
+            consumer_lag,
             messages_sent,
             sends_rejected,
             send_duration,
@@ -184,6 +200,18 @@ impl Metrics {
 
     pub fn dropped_group_gone(&self) {
         self.dropped_group_gone.inc();
+    }
+
+    /// `records` of Kafka `partition` are not committed by the persisters' group yet.
+    pub fn set_consumer_lag(&self, partition: i32, records: i64) {
+        self.consumer_lag
+            .get_or_create(&PartitionLabel { partition })
+            .set(records);
+    }
+
+    /// This persister no longer reads `partition`: another one reports its lag now.
+    pub fn partition_revoked(&self, partition: i32) {
+        self.consumer_lag.remove(&PartitionLabel { partition });
     }
 
     /// The text exposition format.

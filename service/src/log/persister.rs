@@ -27,6 +27,10 @@ pub trait LogSource: Send + 'static {
     /// The batch is done with: committed to the store, except `unstored` (dead-lettered, or
     /// their group is gone), which the source must not report as durable to anyone waiting.
     async fn commit(&mut self, receipt: Self::Receipt, unstored: &[Unstored]);
+
+    /// Starts reporting to `metrics` what only this source can measure (Kafka: the consumer
+    /// lag of each partition it reads), until it stops. Nothing by default.
+    fn observe(&mut self, _metrics: &Arc<Metrics>) {}
 }
 
 /// Runs until the source is closed and drained. A batch that cannot reach the store is
@@ -37,13 +41,17 @@ pub async fn run<S: LogSource>(source: S, store: Store, max_batch: usize) {
     run_observed(source, store, max_batch, None).await
 }
 
-/// [`run`], counting batches, messages and failures in `metrics`.
+/// [`run`], counting batches, messages and failures in `metrics`, where the source reports
+/// what it measures too (see [`LogSource::observe`]).
 pub async fn run_observed<S: LogSource>(
     mut source: S,
     store: Store,
     max_batch: usize,
     metrics: Option<Arc<Metrics>>,
 ) {
+    if let Some(metrics) = &metrics {
+        source.observe(metrics);
+    }
     while let Some((batch, receipt)) = source.next_batch(max_batch.max(1)).await {
         let mut backoff = Duration::from_millis(50);
         let unstored = loop {

@@ -11,9 +11,12 @@
 //! `ClusterSettings::kafka_consumer_group` that hands batches to [`persister::run`] and commits
 //! their offsets only once the batch is in the store. A persister that dies in between makes
 //! its successor read the batch again, and the idempotent insert keeps one row per message.
-//! More persisters in the same group share the topic's partitions.
+//! More persisters in the same group share the topic's partitions. With metrics, each reports
+//! the consumer lag of the partitions it reads ([`lag`]).
 //!
 //! [`persister::run`]: super::persister::run
+
+mod lag;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -37,8 +40,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::lag::LagReporter;
 use super::persister::LogSource;
 use super::{LogError, MessageLog};
+use crate::metrics::Metrics;
 use crate::room::ChatMessage;
 use crate::settings::ClusterSettings;
 use crate::store::Unstored;
@@ -214,6 +219,8 @@ pub struct KafkaSource {
     consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
     topic: String,
     stop: CancellationToken,
+    /// Set once the source reports to metrics.
+    lag: Option<LagReporter>,
 }
 
 /// What [`KafkaSource::commit`] commits for a batch: per partition, the offset after the
@@ -259,11 +266,15 @@ impl KafkaSource {
             consumer: Some(Arc::new(consumer)),
             topic: settings.kafka_topic.clone(),
             stop,
+            lag: None,
         })
     }
 
     /// Leaves the consumer group (waiting for commits in flight) and drops the consumer.
     async fn shut_down(&mut self) {
+        if let Some(lag) = self.lag.take() {
+            lag.stop().await;
+        }
         if let Some(consumer) = self.consumer.take() {
             // Closing blocks until the group is left: keep it off the async workers.
             if let Err(err) = tokio::task::spawn_blocking(move || drop(consumer)).await {
@@ -361,6 +372,18 @@ impl LogSource for KafkaSource {
                 error = %err,
                 "committing kafka offsets failed; the batch will be read again"
             );
+        }
+    }
+
+    fn observe(&mut self, metrics: &Arc<Metrics>) {
+        if let Some(consumer) = &self.consumer
+            && self.lag.is_none()
+        {
+            self.lag = Some(LagReporter::start(
+                Arc::downgrade(consumer),
+                self.topic.clone(),
+                metrics.clone(),
+            ));
         }
     }
 }
@@ -538,7 +561,7 @@ impl ConsumerContext for KafkaContext {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap, HashSet};
 
     use chrono::SubsecRound;
 
@@ -842,6 +865,223 @@ mod tests {
                 .await
                 .unwrap_or_else(|_| panic!("{case}: connect hung"));
             assert!(connected.is_err(), "{case}");
+        }
+    }
+
+    /// Raises a fatal error on the log's current producer, the way librdkafka does when the
+    /// broker rejects the idempotent producer's sequence (after a long outage, say).
+    fn raise_fatal_error(log: &KafkaLog) {
+        use rdkafka::bindings::rd_kafka_test_fatal_error;
+        use rdkafka::types::RDKafkaRespErr;
+        let producer = log
+            .producer
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the log is open");
+        let reason = std::ffi::CString::new("raised by a test").unwrap();
+        // SAFETY: the client pointer is valid while `producer` lives, and `reason` is a
+        // NUL-terminated string that librdkafka copies.
+        let raised = unsafe {
+            rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        assert_eq!(raised, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+
+    /// Every record of partition 0 of the topic, decoded, oldest first.
+    async fn partition_zero(brokers: &str, settings: &ClusterSettings) -> Vec<ChatMessage> {
+        use rdkafka::consumer::{Consumer as _, StreamConsumer};
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set(
+                "group.id",
+                format!("{}-reader", settings.kafka_consumer_group),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&settings.kafka_topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let topic = settings.kafka_topic.clone();
+        let (consumer, (low, high)) = tokio::task::spawn_blocking(move || {
+            let watermarks = consumer.fetch_watermarks(&topic, 0, PATIENCE);
+            (consumer, watermarks.unwrap())
+        })
+        .await
+        .unwrap();
+        let mut records = Vec::new();
+        for _ in low..high {
+            let record = tokio::time::timeout(PATIENCE, consumer.recv())
+                .await
+                .expect("every record is read back in time")
+                .unwrap();
+            records.push(decode(record.payload().unwrap()).unwrap());
+        }
+        tokio::task::spawn_blocking(move || drop(consumer))
+            .await
+            .unwrap();
+        records
+    }
+
+    /// After a fatal error (librdkafka raises one when the broker rejects the idempotent
+    /// producer's sequence or epoch) a producer refuses every send for good. The append that
+    /// meets it fails, and nothing of it reaches the topic; the log replaces the producer, so
+    /// the next append goes through without a restart.
+    #[tokio::test]
+    async fn a_producer_broken_by_a_fatal_error_is_replaced() {
+        let brokers = brokers();
+        let settings = settings(1);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let group_id = Uuid::new_v4();
+        let [before, refused, after] = [1, 2, 3].map(|offset| message(group_id, offset));
+        log.append(before.clone()).await.unwrap();
+
+        raise_fatal_error(&log);
+        let appended = tokio::time::timeout(PATIENCE, log.append(refused.clone()))
+            .await
+            .expect("the append that met the broken producer returns");
+        assert!(
+            matches!(appended, Err(LogError::Unavailable(_))),
+            "{appended:?}"
+        );
+        tokio::time::timeout(PATIENCE, log.append(after.clone()))
+            .await
+            .expect("the append after returns")
+            .expect("a new producer takes the next append");
+
+        let topic = partition_zero(&brokers, &settings).await;
+        assert_eq!(topic, [(*before).clone(), (*after).clone()]);
+        log.close().await;
+    }
+
+    /// How soon the lag metric follows what happens in Kafka: it is measured every second.
+    const LAG_SHOWN_WITHIN: Duration = Duration::from_secs(5);
+
+    /// The consumer lag per partition, as the metrics endpoint shows it.
+    fn shown_lags(metrics: &Metrics) -> BTreeMap<i32, i64> {
+        metrics
+            .render()
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("quickchat_persister_consumer_lag{partition=\"")?;
+                let (partition, value) = rest.split_once("\"} ")?;
+                Some((partition.parse().unwrap(), value.parse().unwrap()))
+            })
+            .collect()
+    }
+
+    /// Waits until `metrics` show exactly `expected` as the consumer lag per partition.
+    async fn wait_for_lags(metrics: &Metrics, expected: &[(i32, i64)], within: Duration) {
+        let expected: BTreeMap<i32, i64> = expected.iter().copied().collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let shown = shown_lags(metrics);
+            if shown == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "after {within:?} the lag metric shows {shown:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An operator sees how far the database is behind Kafka: per partition the persister
+    /// reads, the records its group has not committed (acked to their senders, not yet known
+    /// to be stored). Read but uncommitted records count; once committed they do not. A
+    /// persister that stops takes its partitions off the metric.
+    #[tokio::test]
+    async fn the_consumer_lag_counts_the_records_not_committed_yet() {
+        let brokers = brokers();
+        let settings = settings(2);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let mut source = KafkaSource::connect(&brokers, &settings, stop.clone())
+            .await
+            .unwrap();
+        source.observe(&metrics);
+        let group_id = Uuid::new_v4();
+        let sent = 5;
+        for offset in 1..=sent {
+            log.append(message(group_id, offset)).await.unwrap();
+        }
+
+        // The consumer (its group joined) reads them all and commits nothing yet.
+        let mut read = 0;
+        let mut receipt = KafkaReceipt::default();
+        while read < sent {
+            let (messages, batch) = next_batch(&mut source, 100).await;
+            read += messages.len() as u64;
+            for (partition, next) in batch.next_offsets {
+                let merged = receipt.next_offsets.entry(partition).or_default();
+                *merged = (*merged).max(next);
+            }
+        }
+        let partitions: Vec<i32> = receipt.next_offsets.keys().copied().collect();
+        let [room] = partitions[..] else {
+            panic!("one room's records span partitions {partitions:?}");
+        };
+        let other = 1 - room;
+        wait_for_lags(
+            &metrics,
+            &[(room, sent as i64), (other, 0)],
+            LAG_SHOWN_WITHIN,
+        )
+        .await;
+
+        source.commit(receipt, &[]).await;
+        wait_for_lags(&metrics, &[(room, 0), (other, 0)], LAG_SHOWN_WITHIN).await;
+
+        stop.cancel();
+        assert!(source.next_batch(100).await.is_none());
+        assert_eq!(shown_lags(&metrics), BTreeMap::new());
+    }
+
+    /// When a second persister joins the group and takes partitions over, the first one stops
+    /// reporting them: between the two, each partition's lag is shown once.
+    #[tokio::test]
+    async fn a_partition_handed_to_another_persister_leaves_the_first_ones_lag_metric() {
+        let brokers = brokers();
+        let settings = settings(2);
+        let store = store().await;
+        let persister = |metrics: Arc<Metrics>| {
+            let (brokers, settings, store) = (brokers.clone(), settings.clone(), store.clone());
+            async move {
+                let source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+                    .await
+                    .unwrap();
+                tokio::spawn(persister::run_observed(source, store, 50, Some(metrics)));
+            }
+        };
+        let first = Arc::new(Metrics::new());
+        persister(first.clone()).await;
+        wait_for_lags(&first, &[(0, 0), (1, 0)], PATIENCE).await;
+
+        let second = Arc::new(Metrics::new());
+        persister(second.clone()).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (a, b) = (shown_lags(&first), shown_lags(&second));
+            let split = a.len() == 1 && b.len() == 1 && a.keys().ne(b.keys());
+            if split {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the persisters show the lag of partitions {:?} and {:?}",
+                a.keys(),
+                b.keys()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
