@@ -354,6 +354,7 @@ impl PrivateRedis {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not listen on port {port}");
     }
 

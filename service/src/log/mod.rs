@@ -7,7 +7,6 @@
 //! and feeds the same persister loop through [`persister::LogSource`].
 
 pub mod kafka;
-pub mod kafka_tail;
 pub mod memory;
 pub mod persister;
 

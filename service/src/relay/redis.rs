@@ -468,7 +468,7 @@ impl RedisRelay {
         cluster: &crate::settings::ClusterSettings,
     ) -> Self {
         match brokers {
-            Some(brokers) => self.with_log_tail(Arc::new(crate::log::kafka_tail::KafkaTail::new(
+            Some(brokers) => self.with_log_tail(Arc::new(crate::log::kafka::tail::KafkaTail::new(
                 brokers, cluster,
             ))),
             None => self,

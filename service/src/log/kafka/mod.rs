@@ -17,6 +17,7 @@
 //! [`persister::run`]: super::persister::run
 
 mod lag;
+pub mod tail;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -427,7 +428,7 @@ pub async fn ensure_topic(brokers: &str, settings: &ClusterSettings) -> anyhow::
     Ok(())
 }
 
-pub(super) fn client_config(brokers: &str) -> ClientConfig {
+fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -479,14 +480,14 @@ fn encode(m: &ChatMessage) -> Vec<u8> {
 
 /// Why a record could not be read as a message.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum RecordError {
+enum RecordError {
     #[error("not a protobuf message: {0}")]
     Protobuf(#[from] prost::DecodeError),
     #[error("invalid or missing field {0}")]
     Field(&'static str),
 }
 
-pub(super) fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
+fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
     let m = v1::Message::decode(payload)?;
     let uuid = |field, raw: &str| Uuid::parse_str(raw).map_err(|_| RecordError::Field(field));
     let created_at = m
@@ -1044,6 +1045,57 @@ mod tests {
         stop.cancel();
         assert!(source.next_batch(100).await.is_none());
         assert_eq!(shown_lags(&metrics), BTreeMap::new());
+    }
+
+    /// The tail (see `tail`) is what the persisters have not committed: a room's newest
+    /// offset there until it is committed, and nothing of other rooms'.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_tail_holds_a_rooms_newest_offset_until_the_persisters_commit_it() {
+        use crate::log::LogTail as _;
+        let brokers = brokers();
+        let settings = settings(2);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let tail = tail::KafkaTail::new(&brokers, &settings);
+        let (room, other) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(tail.last_offset(room).await.unwrap(), 0, "an empty log");
+        for offset in 1..=5 {
+            log.append(message(room, offset)).await.unwrap();
+        }
+        log.append(message(other, 40)).await.unwrap();
+        assert_eq!(tail.last_offset(room).await.unwrap(), 5);
+        assert_eq!(tail.last_offset(other).await.unwrap(), 40);
+
+        let stop = CancellationToken::new();
+        let mut source = KafkaSource::connect(&brokers, &settings, stop.clone())
+            .await
+            .unwrap();
+        let mut read = 0;
+        let mut receipt = KafkaReceipt::default();
+        while read < 6 {
+            let (messages, batch) = next_batch(&mut source, 100).await;
+            read += messages.len();
+            for (partition, next) in batch.next_offsets {
+                let merged = receipt.next_offsets.entry(partition).or_default();
+                *merged = (*merged).max(next);
+            }
+        }
+        assert_eq!(
+            tail.last_offset(room).await.unwrap(),
+            5,
+            "consumed is not stored: only a commit says so"
+        );
+        source.commit(receipt, &[]).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tail.last_offset(room).await.unwrap() != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the commit empties the tail"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(tail.last_offset(other).await.unwrap(), 0);
+        stop.cancel();
+        assert!(source.next_batch(100).await.is_none());
     }
 
     /// When a second persister joins the group and takes partitions over, the first one stops

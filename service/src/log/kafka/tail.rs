@@ -16,8 +16,8 @@ use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use super::LogTail;
-use super::kafka::{client_config, decode};
+use super::{client_config, decode};
+use crate::log::LogTail;
 use crate::settings::ClusterSettings;
 
 /// Longest a tail read may take; past it the read fails (and the send that needed it
