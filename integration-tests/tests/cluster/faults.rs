@@ -265,6 +265,12 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
         "answered in {:?}",
         asked.elapsed()
     );
+    sleep(Duration::from_secs(8).saturating_sub(cut_at.elapsed())).await;
+    // The persisters hold their batches and retry; Kafka keeps what they cannot store.
+    assert!(
+        lag(&nodes).await > 0.0,
+        "the consumer lag shows the unstored messages"
+    );
     sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
     proxy.restore();
     let restored_at = Instant::now();
@@ -281,6 +287,24 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
     .await;
     // Sends never waited for PostgreSQL: clients were acked throughout.
     verdict.assert_survived(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while lag(&nodes).await > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the persisters caught up: lag back to 0"
+        );
+        sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The persisters' consumer lag over every node (records in Kafka not yet committed as
+/// stored).
+async fn lag(nodes: &[ServerProcess]) -> f64 {
+    let mut total = 0.0;
+    for node in nodes {
+        total += node.metric("quickchat_persister_consumer_lag").await;
+    }
+    total
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -94,8 +94,8 @@ impl ServerProcess {
         }
     }
 
-    /// The value of a Prometheus counter or gauge (`quickchat_` prefix included), 0 if it
-    /// has no sample yet.
+    /// The value of a Prometheus counter or gauge (`quickchat_` prefix included), summed
+    /// over its labels (e.g. every partition's lag); 0 if it has no sample yet.
     pub async fn metric(&self, name: &str) -> f64 {
         let addr = self.metrics_addr.expect("started with --metrics-listen");
         let text = reqwest::get(format!("http://{addr}/metrics"))
@@ -104,13 +104,15 @@ impl ServerProcess {
             .text()
             .await
             .expect("metrics body");
+        let total = format!("{name}_total");
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
+            .filter_map(|l| {
                 let (key, value) = l.rsplit_once(' ')?;
-                (key == name || key == format!("{name}_total")).then(|| value.parse().ok())?
+                let family = key.split_once('{').map_or(key, |(family, _)| family);
+                (family == name || family == total).then(|| value.parse::<f64>().ok())?
             })
-            .unwrap_or(0.0)
+            .sum()
     }
 }
 
@@ -118,6 +120,31 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what its processes logged last (the log dies with the
+        // temporary directory).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Backtrace frames crowd out the lines that say what happened.
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    let frame = t.split_once(": ").is_some_and(|(n, symbol)| {
+                        n.parse::<u32>().is_ok()
+                            && (symbol.contains("::") || symbol.starts_with('_'))
+                    });
+                    !(t.starts_with("at ") || frame)
+                })
+                .collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "--- last lines of qc-node {} (pid {}):\n{tail}",
+                self.addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "persister".into()),
+                self.pid()
+            );
+        }
     }
 }
 

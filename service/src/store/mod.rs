@@ -43,14 +43,13 @@ pub enum StoreError {
 pub fn unreachable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     match err {
-        DbErr::ConnectionAcquire(_) => true,
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+        // Failing to connect at all, whatever the reason (refused, reset, garbage from a
+        // dying peer), is the database being out of reach.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
             e.as_ref(),
             Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
         ),
-        DbErr::Conn(_) => true,
         _ => false,
     }
 }
