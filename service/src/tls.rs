@@ -6,8 +6,9 @@
 //! Here the server offers `h2` first, then `http/1.1`; the HTTP layer behind it serves both
 //! on the same port, as it does without TLS.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,12 +21,17 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 
+use crate::api::client_addr::ClientAddr;
 use crate::settings::TlsSettings;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; further connections wait in the listen backlog.
 const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// Handshakes in progress at once from one client (see [`ClientAddr`]): beyond them its
+/// connections are closed at once, so idle connections from one host cannot take every
+/// handshake slot (and hold the door shut for everyone for the handshake timeout).
+const MAX_PENDING_HANDSHAKES_PER_CLIENT: usize = 16;
 
 /// Reads the certificate chain and key of `settings` and builds the acceptor.
 pub async fn acceptor(settings: &TlsSettings) -> anyhow::Result<TlsAcceptor> {
@@ -62,12 +68,21 @@ pub fn accept(
     incoming: impl Stream<Item = io::Result<TcpStream>>,
     acceptor: TlsAcceptor,
 ) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
+    let pending = Pending::default();
     incoming
         .map(move |tcp| {
             let acceptor = acceptor.clone();
+            let pending = pending.clone();
             async move {
                 let tcp = tcp?;
                 let peer = tcp.peer_addr().ok();
+                let Some(_slot) = peer.and_then(|p| pending.take(ClientAddr::new(p.ip()))) else {
+                    tracing::debug!(
+                        ?peer,
+                        "too many tls handshakes in progress from this client"
+                    );
+                    return Ok(None);
+                };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => Ok(Some(tls)),
                     Ok(Err(err)) => {
@@ -83,4 +98,46 @@ pub fn accept(
         })
         .buffer_unordered(MAX_PENDING_HANDSHAKES)
         .filter_map(|handshake| async move { handshake.transpose() })
+}
+
+/// Handshakes in progress per client.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<HashMap<ClientAddr, usize>>>);
+
+impl Pending {
+    /// A handshake slot for `client`, or `None` when it holds its share already.
+    fn take(&self, client: ClientAddr) -> Option<PendingSlot> {
+        let mut counts = self.0.lock().expect("tls handshake counts poisoned");
+        let count = counts.entry(client).or_default();
+        if *count >= MAX_PENDING_HANDSHAKES_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(PendingSlot {
+            pending: self.clone(),
+            client,
+        })
+    }
+}
+
+/// Gives its handshake slot back when dropped (the handshake done, failed or timed out).
+struct PendingSlot {
+    pending: Pending,
+    client: ClientAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .pending
+            .0
+            .lock()
+            .expect("tls handshake counts poisoned");
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
 }

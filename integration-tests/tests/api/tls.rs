@@ -262,3 +262,35 @@ async fn a_missing_or_mismatched_key_stops_the_server_at_startup() {
     let err = format!("{:#}", build(mismatched).await.err().expect("build fails"));
     assert!(err.contains("--tls-key"), "{err}");
 }
+
+/// Connections from one host that never start their handshake cannot take the handshake
+/// slots everyone shares: another client still gets in at once, not after the idle ones
+/// time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_host_do_not_keep_other_clients_out() {
+    let pki = TestPki::new();
+    let server = spawn_tls_server(&pki).await;
+    // The idle host is 127.0.0.2 (all of 127/8 is loopback); the real client 127.0.0.1.
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), socket.connect(server.addr)).await {
+            Ok(Ok(stream)) => idle.push(stream),
+            _ => break, // the backlog is full: the server takes no more
+        }
+    }
+    assert!(idle.len() > 1_024, "only {} idle connections", idle.len());
+
+    let started = tokio::time::Instant::now();
+    let channel = connect_trusting(server.addr, &pki.ca_pem)
+        .await
+        .expect("a TLS connection while another host idles");
+    register_on(&channel, "Patient").await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the client got in after {waited:?} (the handshake timeout is 10 s)"
+    );
+    drop(idle);
+}
