@@ -53,7 +53,7 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
-        if crate::store::unreachable(&err) {
+        if unreachable(&err) {
             tracing::warn!(error = %err, "the database is unreachable");
             return Self::Unavailable("the database is unavailable; try again shortly".into());
         }
@@ -88,5 +88,22 @@ impl From<ApiError> for Status {
                 Status::internal("internal error; the server log has the details")
             }
         }
+    }
+}
+
+/// Whether `err` says the database could not be reached (stopped, restarting, the network
+/// cut) rather than that it refused the statement: the caller may try again shortly.
+fn unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        // Failing to connect at all, whatever the reason (refused, reset, garbage from a
+        // dying peer), is the database being out of reach.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
+        ),
+        _ => false,
     }
 }

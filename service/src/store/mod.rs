@@ -13,7 +13,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
     Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
+    QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -36,22 +36,6 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Db(#[from] DbErr),
-}
-
-/// Whether `err` says the database could not be reached (stopped, restarting, the network
-/// cut) rather than that it refused the statement: the caller may try again shortly.
-pub fn unreachable(err: &DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    match err {
-        // Failing to connect at all, whatever the reason (refused, reset, garbage from a
-        // dying peer), is the database being out of reach.
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-        ),
-        _ => false,
-    }
 }
 
 fn classify(err: DbErr) -> StoreError {
