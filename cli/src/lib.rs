@@ -41,3 +41,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let result = commands::dispatch(&mut client, cli.command, output).await;
     result.map_err(|err| err.with_server(&server))
 }
+
+/// The `quickchat` program: parse the command line, run it, print any error as one line
+/// and exit with its code (see [`error`]).
+pub fn main() {
+    let cli = match <Cli as clap::Parser>::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version print to stdout and succeed; usage errors exit 1.
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    };
+    // Exit without waiting for a thread blocked reading the terminal.
+    std::process::exit(code);
+}

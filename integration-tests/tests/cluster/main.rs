@@ -16,10 +16,6 @@ mod helpers;
 mod killed;
 mod multi_node;
 mod nodes;
-#[allow(dead_code)]
-#[path = "../support/process.rs"]
-mod process;
-#[allow(dead_code)]
-#[path = "../support/proxy.rs"]
-mod proxy;
 mod traffic;
+
+use quickchat_integration_tests::{process, proxy};

@@ -24,9 +24,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the program with `args` and waits for its startup line (at most 60 s).
     pub fn start(args: &[String]) -> ServerProcess {
+        Self::try_start(args).unwrap_or_else(|log| {
+            panic!("qc-node {args:?} printed no startup line; its log:\n{log}")
+        })
+    }
+
+    /// [`ServerProcess::start`], or the log of a process that exited (or said nothing for
+    /// 60 s) before its startup line.
+    pub fn try_start(args: &[String]) -> Result<ServerProcess, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_qc-node"))
+        let mut child = Command::new(program())
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -43,24 +51,19 @@ impl ServerProcess {
             // Keep draining so the process never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = match line_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "qc-node {args:?} printed no startup line; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
+        let Ok(line) = line_rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
         };
-        ServerProcess {
+        Ok(ServerProcess {
             child,
-            addr: address_after(&line, "listening on http://"),
+            addr: address_after(&line, "listening on http://")
+                .or_else(|| address_after(&line, "listening on https://")),
             metrics_addr: address_after(&line, "metrics: http://"),
             log,
             _dir: dir,
-        }
+        })
     }
 
     /// The process id.
@@ -146,6 +149,23 @@ impl Drop for ServerProcess {
             );
         }
     }
+}
+
+/// The server program: this crate's `qc-node`, which cargo builds beside the test
+/// executables (`target/<profile>/qc-node`, the tests being in `target/<profile>/deps`).
+fn program() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let program = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("a test executable under target/<profile>/deps")
+        .join("qc-node");
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo build -p quickchat-integration-tests --bin qc-node`",
+        program.display()
+    );
+    program
 }
 
 /// The `host:port` that follows `marker` in a startup line.

@@ -1,4 +1,5 @@
-//! A real server in the background and a `quickchat` user with their own config directory.
+//! A real server process in the background and a `quickchat` user with their own config
+//! directory.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -6,11 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use quickchat_service::settings::TlsSettings;
-use quickchat_service::{Application, Settings};
+use quickchat_integration_tests::process::ServerProcess;
 use serde_json::Value;
 
 /// Long enough for a slow CI machine, short enough that a hang fails the test.
@@ -18,15 +17,15 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A QuickChat server running on its own thread and runtime, like a separate process.
+/// A QuickChat server process (the embedded default: SQLite in a temporary data directory),
+/// as a user would run it.
 pub struct TestServer {
     port: u16,
     data_dir: PathBuf,
-    /// Set when the server speaks TLS.
-    tls: Option<TlsSettings>,
+    /// Set when the server speaks TLS: its certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
     _data: Vec<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    process: Option<ServerProcess>,
 }
 
 impl TestServer {
@@ -60,25 +59,52 @@ impl TestServer {
         std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
         std::fs::write(path("server.pem"), cert.pem()).unwrap();
         std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
-        Self::start_with(Some(TlsSettings {
-            cert: path("server.pem"),
-            key: path("server.key"),
-        }))
-        .keeping(pki)
+        Self::start_with(Some((path("server.pem"), path("server.key")))).keeping(pki)
     }
 
-    fn start_with(tls: Option<TlsSettings>) -> Self {
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let data_dir = data.path().to_path_buf();
-        let (stop, thread, port) = run_server(0, &data_dir, tls.clone());
-        Self {
-            port,
-            data_dir,
+        let mut server = Self {
+            port: 0,
+            data_dir: data.path().to_path_buf(),
             tls,
             _data: vec![data],
-            stop: Some(stop),
-            thread: Some(thread),
+            process: None,
+        };
+        server.run();
+        server
+    }
+
+    /// Starts the server process on `self.port` (0: a free one). The port of a stopped
+    /// server can take a moment to be free again: retried until [`WAIT`].
+    fn run(&mut self) {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{}", self.port),
+            "--data-dir".to_owned(),
+            self.data_dir.display().to_string(),
+        ];
+        if let Some((cert, key)) = &self.tls {
+            args.extend([
+                "--tls-cert".to_owned(),
+                cert.display().to_string(),
+                "--tls-key".to_owned(),
+                key.display().to_string(),
+            ]);
         }
+        let deadline = Instant::now() + WAIT;
+        let process = loop {
+            match ServerProcess::try_start(&args) {
+                Ok(process) => break process,
+                Err(log) if Instant::now() < deadline => {
+                    let _ = log;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!("the server does not start; its log:\n{log}"),
+            }
+        };
+        self.port = process.addr.expect("a server address").port();
+        self.process = Some(process);
     }
 
     /// Keeps `dir` until the server is dropped.
@@ -91,7 +117,7 @@ impl TestServer {
     pub fn ca_cert(&self) -> Option<PathBuf> {
         self.tls
             .as_ref()
-            .map(|tls| tls.cert.with_file_name("ca.pem"))
+            .map(|(cert, _)| cert.with_file_name("ca.pem"))
     }
 
     /// The server's data directory (its SQLite database and generated JWT secret).
@@ -104,78 +130,21 @@ impl TestServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// Shuts the server down (open streams end) and waits until it is gone.
+    /// Stops the server as an operator would (SIGTERM: open streams end) and waits until it
+    /// is gone.
     pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
     /// Starts the server again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        let (stop, thread, port) = run_server(self.port, &self.data_dir, self.tls.clone());
-        assert_eq!(port, self.port);
-        self.stop = Some(stop);
-        self.thread = Some(thread);
+        let port = self.port;
+        self.run();
+        assert_eq!(self.port, port);
     }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run_server(
-    port: u16,
-    data_dir: &Path,
-    tls: Option<TlsSettings>,
-) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>, u16) {
-    let settings = Settings {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-        tls,
-        ..Settings::default()
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (port_tx, port_rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        runtime.block_on(async move {
-            // The port of a stopped server can take a moment to be free again.
-            let deadline = Instant::now() + WAIT;
-            let app = loop {
-                match Application::build(settings.clone()).await {
-                    Ok(app) => break app,
-                    Err(err) if Instant::now() < deadline => {
-                        let _ = err;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(err) => panic!("server does not start: {err:#}"),
-                }
-            };
-            port_tx.send(app.port()).unwrap();
-            let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(app.run_until_stopped(async {
-                let _ = graceful_rx.await;
-            }));
-            let _ = stop_rx.await;
-            let _ = graceful_tx.send(());
-            // A server that does not drain in time is cut off, like a killed process.
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        });
-        runtime.shutdown_timeout(Duration::from_secs(1));
-    });
-    let port = port_rx.recv_timeout(WAIT).expect("server reports its port");
-    (stop_tx, thread, port)
 }
 
 /// A TCP proxy in front of a server, so that a test can break a client's connection while
@@ -326,7 +295,7 @@ impl User {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_quickchat"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_qc-cli"));
         command
             .arg("--server")
             .arg(&self.server)
