@@ -7,7 +7,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::FieldViolation;
+use crate::domain::{FieldViolation, Invalid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,6 +48,12 @@ impl ApiError {
     /// A single bad field.
     pub fn invalid(violation: FieldViolation) -> Self {
         Self::InvalidArgument(vec![violation])
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(Invalid(violations): Invalid) -> Self {
+        Self::InvalidArgument(violations)
     }
 }
 

@@ -18,9 +18,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// A database URL (`postgres://…` or `sqlite://…`); `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
-    /// Redis URL for the distributed room relay (not supported yet).
+    /// Redis URL for the cluster room relay; `None` means the in-process relay.
     pub redis_url: Option<String>,
-    /// Kafka bootstrap servers for the distributed message log (not supported yet).
+    /// Kafka bootstrap servers for the cluster message log; `None` means the in-process log.
     pub kafka_brokers: Option<String>,
     /// HS256 key that signs access and member tokens; `None` means a key generated once and
     /// kept in `data_dir/jwt-secret` (mode 0600).

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{ClientAddr, SharedState, parse_id, timestamp};
+use super::{ClientAddr, SharedState, parse_id};
 use crate::chat::outbound::{self, EventStream, Outgoing};
 use crate::chat::{ChatHub, PendingSends};
 use crate::domain::FieldViolation;
@@ -48,16 +48,7 @@ impl ChatApi {
 }
 
 pub(crate) fn message_to_proto(m: &ChatMessage) -> v1::Message {
-    v1::Message {
-        id: m.id.to_string(),
-        group_id: m.group_id.to_string(),
-        offset: m.offset,
-        sender_name: m.sender_name.clone(),
-        sender_id: m.sender_id.to_string(),
-        body: m.body.clone(),
-        created_at: Some(timestamp(m.created_at)),
-        client_message_id: m.client_message_id.clone(),
-    }
+    v1::Message::from(m)
 }
 
 fn participant_to_proto(p: &Participant) -> v1::OnlineMember {

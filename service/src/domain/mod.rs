@@ -48,15 +48,20 @@ impl Violations {
         }
     }
 
-    /// `Ok(())` when nothing failed, otherwise the violations as an `INVALID_ARGUMENT` error.
-    pub fn finish(self) -> Result<(), crate::error::ApiError> {
+    /// `Ok(())` when nothing failed, otherwise every violation (the API answers them as one
+    /// `INVALID_ARGUMENT`).
+    pub fn finish(self) -> Result<(), Invalid> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(crate::error::ApiError::InvalidArgument(self.0))
+            Err(Invalid(self.0))
         }
     }
 }
+
+/// A request with invalid fields, each with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldViolation>);
 
 /// Length of `s` in characters (what a person counts), not bytes.
 fn char_len(s: &str) -> usize {

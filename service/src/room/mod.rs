@@ -1,6 +1,10 @@
 //! What flows through a room: messages (durable, with an offset) and ephemeral events
 //! (typing, presence, the room closing). Shared by the relay, the log and the chat hub.
 
+mod proto;
+
+pub use proto::BadField;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};

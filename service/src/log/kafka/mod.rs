@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use prost::Message as _;
 use quickchat_proto::v1;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -39,7 +38,6 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use self::lag::LagReporter;
 use super::persister::LogSource;
@@ -462,20 +460,7 @@ fn take(
 }
 
 fn encode(m: &ChatMessage) -> Vec<u8> {
-    v1::Message {
-        id: m.id.to_string(),
-        group_id: m.group_id.to_string(),
-        offset: m.offset,
-        sender_name: m.sender_name.clone(),
-        sender_id: m.sender_id.to_string(),
-        body: m.body.clone(),
-        created_at: Some(prost_types::Timestamp {
-            seconds: m.created_at.timestamp(),
-            nanos: m.created_at.timestamp_subsec_nanos() as i32,
-        }),
-        client_message_id: m.client_message_id.clone(),
-    }
-    .encode_to_vec()
+    v1::Message::from(m).encode_to_vec()
 }
 
 /// Why a record could not be read as a message.
@@ -483,28 +468,12 @@ fn encode(m: &ChatMessage) -> Vec<u8> {
 enum RecordError {
     #[error("not a protobuf message: {0}")]
     Protobuf(#[from] prost::DecodeError),
-    #[error("invalid or missing field {0}")]
-    Field(&'static str),
+    #[error(transparent)]
+    Field(#[from] crate::room::BadField),
 }
 
 fn decode(payload: &[u8]) -> Result<ChatMessage, RecordError> {
-    let m = v1::Message::decode(payload)?;
-    let uuid = |field, raw: &str| Uuid::parse_str(raw).map_err(|_| RecordError::Field(field));
-    let created_at = m
-        .created_at
-        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
-        .ok_or(RecordError::Field("created_at"))?;
-    Ok(ChatMessage {
-        id: uuid("id", &m.id)?,
-        group_id: uuid("group_id", &m.group_id)?,
-        offset: m.offset,
-        sender_id: uuid("sender_id", &m.sender_id)?,
-        sender_name: m.sender_name,
-        body: m.body,
-        client_message_id: m.client_message_id,
-        created_at,
-        wire: Default::default(),
-    })
+    Ok(ChatMessage::try_from(v1::Message::decode(payload)?)?)
 }
 
 /// Sends librdkafka's logs to `tracing` and reports the consumer's rebalances and commits.
@@ -565,6 +534,9 @@ mod tests {
     use std::collections::{BTreeMap, HashMap, HashSet};
 
     use chrono::SubsecRound;
+
+    use chrono::Utc;
+    use uuid::Uuid;
 
     use super::*;
     use crate::log::persister;
