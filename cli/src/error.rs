@@ -80,6 +80,33 @@ impl CliError {
         }
     }
 
+    /// A stable name for the kind of error, for scripts (`--json`): `usage`, `auth`,
+    /// `not_found`, `unreachable`, `untrusted`, `server` or `local`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Usage(_) => "usage",
+            Self::Auth(_) => "auth",
+            Self::NotFound(_) => "not_found",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Untrusted { .. } => "untrusted",
+            Self::Server(_) => "server",
+            Self::Local(_) => "local",
+        }
+    }
+
+    /// The error as scripts read it with `--json`: one line,
+    /// `{"error":{"code":"not_found","exit":3,"message":"…"}}`.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "code": self.kind(),
+                "exit": self.exit_code(),
+                "message": self.to_string(),
+            }
+        })
+        .to_string()
+    }
+
     /// Names the server in an "unreachable" error that was built without knowing it.
     pub fn with_server(self, url: &str) -> Self {
         match self {

@@ -48,8 +48,16 @@ pub fn main() {
     let cli = match <Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            // --help and --version print to stdout and succeed; usage errors exit 1.
-            let _ = err.print();
+            // --help and --version print to stdout and succeed; usage errors exit 1 (as one
+            // JSON object when the command line asked for --json).
+            if err.use_stderr() && std::env::args().any(|arg| arg == "--json") {
+                let rendered = err.to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("{}", CliError::usage(message).json());
+            } else {
+                let _ = err.print();
+            }
             std::process::exit(if err.use_stderr() { 1 } else { 0 });
         }
     };
@@ -63,10 +71,16 @@ pub fn main() {
             std::process::exit(1);
         }
     };
+    let json = cli.json;
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {err}");
+            // With --json, scripts get the error as JSON too (still on stderr).
+            if json {
+                eprintln!("{}", err.json());
+            } else {
+                eprintln!("error: {err}");
+            }
             err.exit_code()
         }
     };

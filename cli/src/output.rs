@@ -167,6 +167,8 @@ pub struct MessageView {
     pub sender_name: String,
     pub sender_id: String,
     pub body: String,
+    /// The sender's idempotency key for this message.
+    pub client_message_id: String,
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -174,6 +176,7 @@ impl From<v1::Message> for MessageView {
     fn from(m: v1::Message) -> Self {
         Self {
             created_at: to_datetime(m.created_at.as_ref()),
+            client_message_id: m.client_message_id,
             offset: m.offset,
             id: m.id,
             group_id: m.group_id,

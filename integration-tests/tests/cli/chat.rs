@@ -55,6 +55,19 @@ fn send_tail_follow_and_history() {
     assert_eq!(bodies(&all), ["hello from alice", "one", "two", "three"]);
     let offsets: Vec<_> = all.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
     assert_eq!(offsets, [1, 2, 3, 4]);
+    // Each record carries its idempotency key, and its time in ISO 8601.
+    assert!(
+        all.iter().all(|m| !m["client_message_id"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()),
+        "{all:?}"
+    );
+    let created_at = all[0]["created_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok(),
+        "{created_at}"
+    );
     assert_eq!(
         bodies(&bob.json(&["history", &id, "--limit", "2"])),
         ["two", "three"]

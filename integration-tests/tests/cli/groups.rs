@@ -147,6 +147,29 @@ fn unknown_groups_exit_3() {
     // Not an id at all: a usage error.
     let err = bob.fails(&["group", "show", "not-a-group"], 1);
     assert!(err.contains("not a group id or share link"), "{err}");
+
+    // Scripts get the error as one JSON object, with the same exit code.
+    let err = alice.fails(&["--json", "group", "show", UNKNOWN], 3);
+    let parsed: serde_json::Value =
+        serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(
+        parsed,
+        serde_json::json!({"error": {"code": "not_found", "exit": 3, "message": "Group not found."}})
+    );
+    let err = bob.fails(&["--json", "group", "show", "not-a-group"], 1);
+    let parsed: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(parsed["error"]["code"], "usage", "{err}");
+    // So is a command line the parser refuses.
+    let err = bob.fails(&["--json", "group", "frobnicate"], 1);
+    let parsed: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(parsed["error"]["code"], "usage", "{err}");
+    assert!(
+        parsed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("frobnicate"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -379,7 +379,8 @@ impl User {
             args.join(" ")
         );
         assert!(
-            outcome.stderr.starts_with("error: ") && outcome.stderr.trim_end().lines().count() == 1,
+            (outcome.stderr.starts_with("error: ") || outcome.stderr.starts_with("{\"error\":"))
+                && outcome.stderr.trim_end().lines().count() == 1,
             "errors are one line on stderr: {:?}",
             outcome.stderr
         );
