@@ -33,8 +33,10 @@ use crate::error::CliError;
 use crate::output::{MessageView, Output, json_line};
 use crate::room::{self, Backoff, Mode, Resume, Tracker};
 
-/// Messages shown when the room opens.
+/// Messages shown when the room opens (and by `/history` without a count).
 const HISTORY: u32 = 20;
+/// Most messages `/history N` shows.
+const MAX_HISTORY: u32 = 200;
 /// At most one typing signal per this interval.
 const TYPING_SEND_INTERVAL: Duration = Duration::from_secs(2);
 /// Someone's typing notice is shown at most once per this interval.
@@ -78,6 +80,75 @@ enum ChatEvent {
     Left {
         unsent: usize,
     },
+    /// `/who`: who is online now.
+    Who {
+        online: Vec<Person>,
+    },
+    /// `/history N`: the room's newest messages, oldest first.
+    History {
+        messages: Vec<MessageView>,
+    },
+    /// `/help`, or a command that does not exist.
+    Help {
+        commands: Vec<&'static str>,
+    },
+    UnknownCommand {
+        command: String,
+    },
+}
+
+/// The room's commands, as `/help` lists them.
+const COMMANDS: [&str; 5] = [
+    "/who           who is online",
+    "/history [N]   the last N messages (default 20)",
+    "/help          this list",
+    "/quit          leave the room (as Ctrl-D)",
+    "//text         send a message that starts with a slash",
+];
+
+/// What a line typed in the room asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Typed {
+    /// A message to send.
+    Say(String),
+    Who,
+    History(u32),
+    Help,
+    Quit,
+    Unknown(String),
+    /// A blank line.
+    Nothing,
+}
+
+impl Typed {
+    fn of(line: &str) -> Typed {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Typed::Nothing;
+        }
+        if let Some(literal) = trimmed.strip_prefix("//") {
+            return Typed::Say(format!("/{literal}"));
+        }
+        let Some(command) = trimmed.strip_prefix('/') else {
+            return Typed::Say(line.to_owned());
+        };
+        let mut words = command.split_whitespace();
+        let typed = match (words.next().unwrap_or_default(), words.next()) {
+            ("who", None) => Typed::Who,
+            ("help" | "?", None) => Typed::Help,
+            ("quit" | "exit" | "leave", None) => Typed::Quit,
+            ("history", None) => Typed::History(HISTORY),
+            ("history", Some(n)) => match n.parse() {
+                Ok(n) if (1..=MAX_HISTORY).contains(&n) => Typed::History(n),
+                _ => Typed::Unknown(trimmed.to_owned()),
+            },
+            _ => Typed::Unknown(trimmed.to_owned()),
+        };
+        if words.next().is_some() {
+            return Typed::Unknown(trimmed.to_owned());
+        }
+        typed
+    }
 }
 
 #[derive(Serialize)]
@@ -202,6 +273,8 @@ struct Room {
     /// Sends not acknowledged yet, oldest first: (client message id, body).
     pending: Vec<(String, String)>,
     typing_shown: HashMap<String, Instant>,
+    /// Who is online now (id → name), for `/who`.
+    online: std::collections::BTreeMap<String, String>,
     screen: Screen,
 }
 
@@ -218,6 +291,63 @@ impl Room {
             let line = view.chat_line();
             self.screen.show(ChatEvent::Message(view), line);
         }
+    }
+
+    /// Answers a command that needs nothing but the room's state.
+    fn command(&mut self, typed: Typed) {
+        match typed {
+            Typed::Who => {
+                let names: Vec<String> = self
+                    .online
+                    .iter()
+                    .map(|(id, name)| {
+                        if self.is_me(id) {
+                            format!("{name} (you)")
+                        } else {
+                            name.clone()
+                        }
+                    })
+                    .collect();
+                let online = self
+                    .online
+                    .iter()
+                    .map(|(id, name)| Person {
+                        id: id.clone(),
+                        name: name.clone(),
+                    })
+                    .collect();
+                self.notice(
+                    ChatEvent::Who { online },
+                    format!("online: {}", names.join(", ")),
+                );
+            }
+            Typed::Help => {
+                let text = format!("commands:\n  {}", COMMANDS.join("\n  "));
+                self.notice(
+                    ChatEvent::Help {
+                        commands: COMMANDS.to_vec(),
+                    },
+                    text,
+                );
+            }
+            Typed::Unknown(command) => {
+                let text = format!("unknown command {command} (not sent); /help lists them");
+                self.notice(ChatEvent::UnknownCommand { command }, text);
+            }
+            Typed::Say(_) | Typed::History(_) | Typed::Quit | Typed::Nothing => {}
+        }
+    }
+
+    /// `/history`: the messages again, whether or not they were shown before.
+    fn show_history(&mut self, messages: Vec<v1::Message>) {
+        let views: Vec<MessageView> = messages.into_iter().map(MessageView::from).collect();
+        let text = if views.is_empty() {
+            "no messages yet".to_owned()
+        } else {
+            let lines: Vec<String> = views.iter().map(MessageView::chat_line).collect();
+            format!("the last {} message(s):\n{}", views.len(), lines.join("\n"))
+        };
+        self.notice(ChatEvent::History { messages: views }, text);
     }
 
     fn is_me(&self, id: &str) -> bool {
@@ -275,12 +405,18 @@ impl Room {
                 }
             }
             E::MemberJoined(presence) => {
+                if let Some(member) = &presence.member {
+                    self.online.insert(member.id.clone(), member.name.clone());
+                }
                 if let Some(member) = presence.member.filter(|m| !self.is_me(&m.id)) {
                     let text = format!("{} is online", member.name);
                     self.notice(ChatEvent::MemberJoined(member.into()), text);
                 }
             }
             E::MemberLeft(presence) => {
+                if let Some(member) = &presence.member {
+                    self.online.remove(&member.id);
+                }
                 if let Some(member) = presence.member.filter(|m| !self.is_me(&m.id)) {
                     self.typing_shown.remove(&member.id);
                     let text = format!("{} went offline", member.name);
@@ -362,6 +498,12 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         tracker: Tracker::new(),
         pending: Vec::new(),
         typing_shown: HashMap::new(),
+        online: connection
+            .joined
+            .online
+            .iter()
+            .map(|m| (m.id.clone(), m.name.clone()))
+            .collect(),
         screen,
     };
     room.tracker.set_epoch(&connection.joined.epoch);
@@ -379,7 +521,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         })
         .collect();
     let header = format!(
-        "── {title} ── you are {my_name}; type a message and press Enter, Ctrl-D to leave\n* online: {}",
+        "── {title} ── you are {my_name}; type a message and press Enter, /help for commands, Ctrl-D to leave\n* online: {}",
         if online.is_empty() {
             "nobody else".to_owned()
         } else {
@@ -443,16 +585,28 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                     None => break Phase::Disconnected("the server closed the stream".into()),
                 },
                 input = input_rx.recv(), if leave_deadline.is_none() => match input {
-                    Some(Input::Line(line)) => {
-                        if line.trim().is_empty() {
-                            continue;
+                    Some(Input::Line(line)) => match Typed::of(&line) {
+                        Typed::Say(body) => {
+                            let id = uuid::Uuid::new_v4().to_string();
+                            room.pending.push((id.clone(), body.clone()));
+                            if sender.send(send_request(&id, &body)).await.is_err() {
+                                break Phase::Disconnected("the stream closed".into());
+                            }
                         }
-                        let id = uuid::Uuid::new_v4().to_string();
-                        room.pending.push((id.clone(), line.clone()));
-                        if sender.send(send_request(&id, &line)).await.is_err() {
-                            break Phase::Disconnected("the stream closed".into());
+                        Typed::Quit => {
+                            leave_deadline = Some(tokio::time::Instant::now() + LEAVE_GRACE);
                         }
-                    }
+                        Typed::History(count) => {
+                            match room::recent(client, &group_id, count, None).await {
+                                Ok((messages, _)) => room.show_history(messages),
+                                Err(err) => room.notice(
+                                    ChatEvent::Disconnected { reason: err.to_string() },
+                                    format!("history unavailable: {err}"),
+                                ),
+                            }
+                        }
+                        other => room.command(other),
+                    },
                     Some(Input::Typing) => {
                         if last_typing.is_none_or(|at| at.elapsed() >= TYPING_SEND_INTERVAL) {
                             last_typing = Some(Instant::now());
@@ -495,10 +649,19 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                 tokio::select! {
                     _ = &mut pause => break,
                     input = input_rx.recv() => match input {
-                        Some(Input::Line(line)) if !line.trim().is_empty() => {
-                            room.pending.push((uuid::Uuid::new_v4().to_string(), line));
-                        }
-                        Some(Input::Line(_)) | Some(Input::Typing) => {}
+                        Some(Input::Line(line)) => match Typed::of(&line) {
+                            Typed::Say(body) => {
+                                room.pending.push((uuid::Uuid::new_v4().to_string(), body));
+                            }
+                            Typed::Quit => break 'session Ok(()),
+                            // Not connected: history waits for the connection.
+                            Typed::History(_) => room.notice(
+                                ChatEvent::Disconnected { reason: "reconnecting".into() },
+                                "not connected; try /history again once reconnected".into(),
+                            ),
+                            other => room.command(other),
+                        },
+                        Some(Input::Typing) => {}
                         Some(Input::Leave) | None => break 'session Ok(()),
                     },
                     _ = &mut ctrl_c => break 'session Ok(()),
@@ -510,6 +673,12 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
             {
                 Ok((connection, resume)) => {
                     backoff.reset();
+                    room.online = connection
+                        .joined
+                        .online
+                        .iter()
+                        .map(|m| (m.id.clone(), m.name.clone()))
+                        .collect();
                     room.show_resume(resume);
                     break connection;
                 }
@@ -540,4 +709,37 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Typed;
+
+    #[test]
+    fn lines_are_messages_unless_they_are_commands() {
+        assert_eq!(Typed::of("hello"), Typed::Say("hello".into()));
+        assert_eq!(Typed::of("   "), Typed::Nothing);
+        assert_eq!(Typed::of("  //shrug "), Typed::Say("/shrug".into()));
+        assert_eq!(Typed::of("/who"), Typed::Who);
+        assert_eq!(Typed::of("/history"), Typed::History(20));
+        assert_eq!(Typed::of("/history 5"), Typed::History(5));
+        assert_eq!(Typed::of("/quit"), Typed::Quit);
+        for unknown in [
+            "/history 0",
+            "/history 9999",
+            "/history five",
+            "/who am i",
+            "/nope",
+        ] {
+            assert_eq!(
+                Typed::of(unknown),
+                Typed::Unknown(unknown.into()),
+                "{unknown}"
+            );
+        }
+        assert_eq!(
+            Typed::of("a /slash inside"),
+            Typed::Say("a /slash inside".into())
+        );
+    }
 }

@@ -290,3 +290,40 @@ fn chat_shows_a_resent_line_once_when_its_first_send_was_stored() {
         "stored once"
     );
 }
+
+#[test]
+fn slash_commands_are_commands_not_messages() {
+    let server = TestServer::start();
+    let (alice, bob, id) = room(&server);
+    alice.ok(&["send", &id, "before the room opened"]);
+    let mut b = bob.spawn(&["chat", &id]);
+    b.expect("Alice: before the room opened");
+    let mut a = alice.spawn(&["chat", &id]);
+    b.expect("Alice is online");
+
+    b.write_line("/who");
+    let who = b.expect("* online:");
+    assert!(who.contains("Alice") && who.contains("Bob (you)"), "{who}");
+    b.write_line("/help");
+    b.expect("* commands:");
+    b.expect("/history [N]");
+    b.write_line("/shout hello");
+    b.expect("unknown command /shout hello (not sent)");
+    b.write_line("//shrug");
+    a.expect("Bob: /shrug");
+    b.write_line("/history 2");
+    b.expect("the last 2 message(s):");
+    b.expect("Bob: /shrug");
+    // /quit leaves while stdin is still open.
+    b.write_line("/quit");
+    b.expect("you left the room");
+
+    // Only the literal reached the room: commands were never sent.
+    let history = alice.json(&["history", &id]);
+    let bodies: Vec<&str> = history
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["before the room opened", "/shrug"]);
+    assert!(a.finish().success());
+}
