@@ -327,3 +327,19 @@ fn slash_commands_are_commands_not_messages() {
     assert_eq!(bodies, ["before the room opened", "/shrug"]);
     assert!(a.finish().success());
 }
+
+#[test]
+fn the_chat_ends_by_itself_when_the_group_is_deleted() {
+    let server = TestServer::start();
+    let (alice, bob, id) = room(&server);
+    let mut b = bob.spawn(&["chat", &id]);
+    b.expect("you are Bob");
+    alice.ok(&["group", "delete", &id, "--yes"]);
+    let status = b.exits_by_itself();
+    assert_eq!(status.code(), Some(3), "not found: {:#?}", b.stderr);
+    assert!(
+        b.stderr.iter().any(|l| l.contains("The group was deleted.")),
+        "{:#?}",
+        b.stderr
+    );
+}

@@ -531,6 +531,25 @@ impl Running {
     }
 
     /// Closes stdin (Ctrl-D) and waits for the process to end; returns its status.
+    /// Waits (stdin left open) for the process to end by itself; returns its status.
+    pub fn exits_by_itself(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                while self.pump(Instant::now() + Duration::from_millis(200)) {}
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "quickchat did not exit by itself\nstdout: {:#?}\nstderr: {:#?}",
+                    self.stdout, self.stderr
+                );
+            }
+            self.pump(Instant::now() + Duration::from_millis(50));
+        }
+    }
+
     pub fn finish(&mut self) -> ExitStatus {
         self.stdin.take();
         let deadline = Instant::now() + WAIT;
