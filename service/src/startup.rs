@@ -40,6 +40,7 @@ use crate::relay::redis::{PresenceTiming, RedisRelay};
 use crate::settings::{ServerCli, ServerCommand, Settings};
 use crate::store::Store;
 use crate::tls;
+use crate::web::{self, WebApp, WebAppLayer};
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
 /// Largest request message accepted (tonic's default is 4 MiB). The largest valid request,
@@ -57,6 +58,7 @@ pub struct Application {
     /// `None`: plaintext.
     tls: Option<tokio_rustls::TlsAcceptor>,
     cors: CorsLayer,
+    web: WebApp,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
@@ -278,22 +280,26 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let cors =
             AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?.layer();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let web = WebApp::new(settings.web_dir.clone());
         let description = format!(
-            "quickchat-server {} listening on {}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
+            "quickchat-server {} listening on {scheme}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
-            if tls.is_some() { "https" } else { "http" },
             match &settings.oidc {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
                 None => "password".to_owned(),
             }
         ) + &metrics_addr
             .map(|addr| format!(" · metrics: http://{addr}/metrics"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + " · "
+            + &web::describe(&web, &format!("{scheme}://{local_addr}/"));
         Ok(Self {
             listener,
             local_addr,
             tls,
             cors,
+            web,
             state,
             persister,
             stop_persister,
@@ -365,6 +371,8 @@ impl Application {
             .max_concurrent_streams(Some(state.limits.max_concurrent_streams_per_connection))
             .accept_http1(true)
             .layer(self.cors)
+            // Pages and assets of the browser app; gRPC and gRPC-web go on (by content-type).
+            .layer(WebAppLayer::new(self.web))
             .layer(GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection)

@@ -19,3 +19,4 @@ mod key_rotation;
 mod oidc;
 mod server;
 mod tls;
+mod web;
