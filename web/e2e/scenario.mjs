@@ -28,7 +28,10 @@ let serverLog = "";
 /** Starts the server; resolves with its address once the startup line names it. */
 function startServer(listen) {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, ["--listen", listen, "--data-dir", dataDir, "--web-dir", path.join(web, "dist")], {
+    // Access tokens live 63 s and the app refreshes them a minute before they expire: A's
+    // session is refreshed every few seconds throughout, across reloads and the restart.
+    const args = ["--listen", listen, "--data-dir", dataDir, "--web-dir", path.join(web, "dist"), "--access-token-ttl-secs", "63"];
+    const child = spawn(bin, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
     });
@@ -128,6 +131,9 @@ try {
   await shot(pageA, "sign-up");
   await pageA.getByRole("button", { name: "Sign up" }).click();
   await pageA.getByRole("heading", { name: "Your groups" }).waitFor();
+  const session = () => pageA.evaluate(() => JSON.parse(localStorage.getItem("quickchat.session") ?? "null"));
+  const firstSession = await session();
+  check(firstSession?.user?.name === "Alice", "A's session is stored");
 
   // Creates a group; the server's validation message shows next to the field.
   await pageA.getByRole("button", { name: "Create group" }).click();
@@ -232,6 +238,15 @@ try {
   // And the link itself says so too.
   await pageB.reload();
   await pageB.getByRole("heading", { name: "Not found" }).waitFor();
+
+  // A's session was refreshed along the way (the refresh token rotated) and still works.
+  const lastSession = await session();
+  check(
+    lastSession && lastSession.refreshToken !== firstSession.refreshToken && lastSession.accessExpiresAt > firstSession.accessExpiresAt,
+    "A's session was refreshed",
+  );
+  await pageA.reload();
+  await pageA.getByRole("heading", { name: "Your groups" }).waitFor();
 
   // A signs out; the session is gone after a reload.
   await pageA.getByRole("button", { name: "Sign out" }).click();
