@@ -37,17 +37,23 @@ export function useRoom(groupId: string, api: Clients) {
     const stop = new AbortController();
     let attempt = 0;
 
-    const loadLatest = async (joinedOffset: bigint, generation: number) => {
-      const page = await api.chat.listMessages({ groupId, pageSize: PAGE, beforeOffset: joinedOffset + 1n }, { signal: stop.signal });
-      if (generation === gen) {
-        dispatch({ type: "history", messages: page.messages.map(toChatMessage), hasMore: page.hasMore });
+    // Each join that is not a recovery starts the room over; a history page that answers
+    // after a later restart belongs to the old start and is dropped.
+    let starts = 0;
+    const loadLatest = async (joinedOffset: bigint, start: number) => {
+      for (let attempt = 0; attempt < 5 && start === starts && !stop.signal.aborted; attempt++) {
+        try {
+          const page = await api.chat.listMessages({ groupId, pageSize: PAGE, beforeOffset: joinedOffset + 1n }, { signal: stop.signal });
+          if (start === starts) dispatch({ type: "history", messages: page.messages.map(toChatMessage), hasMore: page.hasMore });
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+        }
       }
     };
 
-    let gen = 0;
     const run = async () => {
       while (!stop.signal.aborted) {
-        const generation = ++gen;
         try {
           const since = resumePosition(stateRef.current);
           const stream = api.chat.subscribe({ groupId, since }, { signal: stop.signal });
@@ -64,7 +70,7 @@ export function useRoom(groupId: string, api: Clients) {
                   recovered,
                   online: e.value.online.map((m) => ({ id: m.id, name: m.name })),
                 });
-                if (!recovered) void loadLatest(e.value.offset, generation).catch(() => {});
+                if (!recovered) void loadLatest(e.value.offset, ++starts);
                 break;
               }
               case "message":

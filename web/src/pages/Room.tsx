@@ -84,7 +84,7 @@ export function Room({
   return (
     <div className="mx-auto flex h-[calc(100dvh-3.5rem)] w-full max-w-5xl flex-col md:flex-row">
       <aside aria-label="Members" className="border-b border-slate-200 bg-white p-4 md:w-64 md:border-r md:border-b-0">
-        <details open className="md:open">
+        <details open>
           <summary className="cursor-pointer text-sm font-semibold text-slate-700">
             Members ({members.length}) · {Object.keys(state.online).length} online
           </summary>
