@@ -72,6 +72,8 @@ pub struct Settings {
     /// The built browser app (`web/dist`) served on the API's port; `None`, or a directory
     /// without `index.html`, serves a page saying how to build it.
     pub web_dir: Option<PathBuf>,
+    /// Emails of the accounts that may call AdminService (the app's /admin page).
+    pub admin_emails: Vec<String>,
 }
 
 /// The server's certificate and key, PEM files.
@@ -211,6 +213,7 @@ impl Default for Settings {
             tls: None,
             cors_origins: Vec::new(),
             web_dir: None,
+            admin_emails: Vec::new(),
         }
     }
 }
@@ -455,6 +458,16 @@ pub struct ServerArgs {
         default_value = "web/dist"
     )]
     pub web_dir: PathBuf,
+    /// The email of an account that may see the operators' overview (AdminService, the web
+    /// app's /admin page); repeat for several (the variable is comma-separated). Register
+    /// the account before listing it: anyone may register an address nobody holds yet.
+    #[arg(
+        long = "admin-email",
+        env = "QUICKCHAT_ADMIN_EMAILS",
+        value_name = "EMAIL",
+        value_delimiter = ','
+    )]
+    pub admin_emails: Vec<String>,
 }
 
 impl From<ServerArgs> for Settings {
@@ -530,6 +543,7 @@ impl From<ServerArgs> for Settings {
             tls,
             cors_origins: args.cors_origins,
             web_dir: Some(args.web_dir),
+            admin_emails: args.admin_emails,
             ..Settings::default()
         }
     }

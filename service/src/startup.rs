@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use quickchat_proto::frames::chat_service_server::ChatServiceServer;
+use quickchat_proto::v1::admin_service_server::AdminServiceServer;
 use quickchat_proto::v1::auth_service_server::AuthServiceServer;
 use quickchat_proto::v1::group_service_server::GroupServiceServer;
 use rand::RngCore;
@@ -20,7 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::CorsLayer;
 
-use crate::api::{AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
+use crate::api::{AdminApi, AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::password::Hasher;
 use crate::auth::{Authenticator, TokenIssuer};
@@ -59,6 +60,7 @@ pub struct Application {
     tls: Option<tokio_rustls::TlsAcceptor>,
     cors: CorsLayer,
     web: WebApp,
+    admin_emails: Vec<String>,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
@@ -300,6 +302,7 @@ impl Application {
             tls,
             cors,
             web,
+            admin_emails: settings.admin_emails.clone(),
             state,
             persister,
             stop_persister,
@@ -347,6 +350,9 @@ impl Application {
         health_reporter
             .set_serving::<ChatServiceServer<ChatApi>>()
             .await;
+        health_reporter
+            .set_serving::<AdminServiceServer<AdminApi>>()
+            .await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(quickchat_proto::FILE_DESCRIPTOR_SET)
@@ -387,6 +393,14 @@ impl Application {
             .add_service(
                 ChatServiceServer::new(ChatApi::new(state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(
+                    state.clone(),
+                    &self.admin_emails,
+                    self.description.clone(),
+                ))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             );
         let incoming = TcpIncoming::from(self.listener)
             // Small frames (acks, chat messages) must not wait for Nagle's algorithm.

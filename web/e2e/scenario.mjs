@@ -30,7 +30,7 @@ function startServer(listen) {
   return new Promise((resolve, reject) => {
     // Access tokens live 63 s and the app refreshes them a minute before they expire: A's
     // session is refreshed every few seconds throughout, across reloads and the restart.
-    const args = ["--listen", listen, "--data-dir", dataDir, "--web-dir", path.join(web, "dist"), "--access-token-ttl-secs", "63"];
+    const args = ["--listen", listen, "--data-dir", dataDir, "--web-dir", path.join(web, "dist"), "--access-token-ttl-secs", "63", "--admin-email", "alice@example.com"];
     const child = spawn(bin, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
@@ -126,7 +126,8 @@ try {
   await shot(pageA, "landing");
   await pageA.getByRole("link", { name: "Get started" }).click();
   await pageA.getByLabel("Name").fill("Alice");
-  await pageA.getByLabel("Email").fill(`alice-${Date.now()}@example.com`);
+  // A is also the operator (--admin-email).
+  await pageA.getByLabel("Email").fill("alice@example.com");
   await pageA.getByLabel("Password").fill("correct horse battery");
   await shot(pageA, "sign-up");
   await pageA.getByRole("button", { name: "Sign up" }).click();
@@ -198,6 +199,14 @@ try {
   check((await pageB.locator('li[data-mine="true"]').count()) === 1, "B's own message is styled as B's");
   await shot(pageA, "room-owner");
   await shot(pageB, "room-member-phone");
+
+  // The admin view lists the room with both streams.
+  const adminPage = await contextA.newPage();
+  await adminPage.goto(`${base}/admin`);
+  const row = adminPage.getByRole("table", { name: "Rooms" }).getByRole("row").filter({ hasText: "Book club" });
+  await row.getByRole("cell", { name: "2", exact: true }).waitFor();
+  await shot(adminPage, "admin");
+  await adminPage.close();
 
   // B reloads: straight back in, same identity, history shown.
   await pageB.reload();

@@ -5,6 +5,7 @@ import "./index.css";
 import { Layout } from "./pages/Layout";
 import { Landing } from "./pages/Landing";
 import { SignIn, SignUp } from "./pages/Auth";
+import { Admin } from "./pages/Admin";
 import { Dashboard } from "./pages/Dashboard";
 import { JoinPage } from "./pages/Join";
 import { NotFound } from "./pages/NotFound";
@@ -19,6 +20,7 @@ createRoot(document.getElementById("root")!).render(
           <Route path="sign-up" element={<SignUp />} />
           <Route path="dashboard" element={<Dashboard />} />
           <Route path="join/:groupId" element={<JoinPage />} />
+          <Route path="admin" element={<Admin />} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Routes>

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod abuse_auth;
+mod admin;
 mod auth;
 mod authz_matrix;
 mod chat;

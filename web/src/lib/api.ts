@@ -2,6 +2,7 @@
 // authorised by the token a `TokenSource` hands out at call time.
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AdminService } from "@/gen/quickchat/v1/admin_pb";
 import { AuthService } from "@/gen/quickchat/v1/auth_pb";
 import { ChatService } from "@/gen/quickchat/v1/chat_pb";
 import { GroupService } from "@/gen/quickchat/v1/group_pb";
@@ -27,6 +28,7 @@ export interface Clients {
   auth: Client<typeof AuthService>;
   groups: Client<typeof GroupService>;
   chat: Client<typeof ChatService>;
+  admin: Client<typeof AdminService>;
 }
 
 /** Clients whose calls carry the token `tokens` returns. */
@@ -36,6 +38,7 @@ export function clients(tokens: TokenSource): Clients {
     auth: createClient(AuthService, t),
     groups: createClient(GroupService, t),
     chat: createClient(ChatService, t),
+    admin: createClient(AdminService, t),
   };
 }
 
