@@ -8,7 +8,7 @@ use std::path::PathBuf;
 const CODEC: &str = "crate::codec::ProtoCodec";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["auth.proto", "group.proto", "chat.proto"]
+    let protos = ["auth.proto", "group.proto", "chat.proto", "admin.proto"]
         .map(|f| PathBuf::from(format!("quickchat/v1/{f}")));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

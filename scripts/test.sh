@@ -3,13 +3,17 @@
 #   1. every crate's tests: unit tests and conformance suites (relay, log), the API suite on
 #      the embedded default (SQLite), the CLI end to end, and the multi-node cluster suite
 #      (PostgreSQL + Redis + a Kafka-protocol broker);
-#   2. the API suite again on PostgreSQL (a fresh database per test).
+#   2. the API suite again on PostgreSQL (a fresh database per test);
+#   3. the browser app: its unit tests (Vitest) and the end-to-end scenario in headless
+#      Chromium against a real server (scripts/web.sh test; needs Node.js 20+ and npm,
+#      installs Chromium with apt-get when missing). Skipped when arguments are given.
 # Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
 # Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
 # (scripts/kafka.sh).
 #
 #   scripts/test.sh                          # everything
-#   scripts/test.sh -E 'test(/groups/)'      # extra arguments go to cargo nextest
+#   scripts/test.sh -E 'test(/groups/)'      # extra arguments go to cargo nextest (and
+#                                            # skip the browser app's tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,3 +46,8 @@ QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace "$@"
 
 echo "== API suite on PostgreSQL" >&2
 QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -E 'binary(api)' "$@"
+
+if [[ $# -eq 0 ]]; then
+  echo "== browser app: unit tests and the end-to-end scenario in Chromium" >&2
+  scripts/web.sh test
+fi

@@ -13,7 +13,7 @@
 //! acknowledged. [`room`] holds the types they share. Every failure is an [`error::ApiError`], which is turned into
 //! a `tonic::Status` in exactly one place so that internal details never reach a client.
 //! [`settings`] holds the typed configuration, [`telemetry`] the tracing setup and
-//! [`metrics`] the Prometheus metrics.
+//! [`metrics`] the Prometheus metrics. [`web`] serves the browser app on the same port.
 
 pub mod api;
 pub mod auth;
@@ -31,6 +31,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -43,6 +43,15 @@ struct PartitionLabel {
     partition: i32,
 }
 
+/// Counter readings at one moment (see [`Metrics::snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub open_streams: u64,
+    pub messages_sent: u64,
+    pub messages_delivered: u64,
+    pub messages_persisted: u64,
+}
+
 pub struct Metrics {
     registry: Registry,
     messages_sent: Counter,
@@ -155,6 +164,16 @@ impl Metrics {
             persisted_messages,
             persist_batches,
             persist_failures,
+        }
+    }
+
+    /// The counters an operator's overview shows.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            open_streams: self.room_streams.get().max(0) as u64,
+            messages_sent: self.messages_sent.get(),
+            messages_delivered: self.deliveries.get(),
+            messages_persisted: self.persisted_messages.get(),
         }
     }
 

@@ -69,6 +69,11 @@ pub struct Settings {
     /// `https://chat.example.com`; `["*"]` allows any (without credentials). Empty means only
     /// the server's own origin.
     pub cors_origins: Vec<String>,
+    /// The built browser app (`web/dist`) served on the API's port; `None`, or a directory
+    /// without `index.html`, serves a page saying how to build it.
+    pub web_dir: Option<PathBuf>,
+    /// Emails of the accounts that may call AdminService (the app's /admin page).
+    pub admin_emails: Vec<String>,
 }
 
 /// The server's certificate and key, PEM files.
@@ -207,6 +212,8 @@ impl Default for Settings {
             keepalive_timeout: Duration::from_secs(10),
             tls: None,
             cors_origins: Vec::new(),
+            web_dir: None,
+            admin_emails: Vec::new(),
         }
     }
 }
@@ -442,6 +449,25 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// The built browser app to serve on the same port (`scripts/run.sh` builds it into
+    /// web/dist); unknown paths fall back to its index.html.
+    #[arg(
+        long,
+        env = "QUICKCHAT_WEB_DIR",
+        value_name = "DIR",
+        default_value = "web/dist"
+    )]
+    pub web_dir: PathBuf,
+    /// The email of an account that may see the operators' overview (AdminService, the web
+    /// app's /admin page); repeat for several (the variable is comma-separated). Register
+    /// the account before listing it: anyone may register an address nobody holds yet.
+    #[arg(
+        long = "admin-email",
+        env = "QUICKCHAT_ADMIN_EMAILS",
+        value_name = "EMAIL",
+        value_delimiter = ','
+    )]
+    pub admin_emails: Vec<String>,
 }
 
 impl From<ServerArgs> for Settings {
@@ -516,6 +542,8 @@ impl From<ServerArgs> for Settings {
             keepalive_timeout: Duration::from_secs(args.keepalive_timeout_secs.max(1)),
             tls,
             cors_origins: args.cors_origins,
+            web_dir: Some(args.web_dir),
+            admin_emails: args.admin_emails,
             ..Settings::default()
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use quickchat_proto::frames::chat_service_server::ChatServiceServer;
+use quickchat_proto::v1::admin_service_server::AdminServiceServer;
 use quickchat_proto::v1::auth_service_server::AuthServiceServer;
 use quickchat_proto::v1::group_service_server::GroupServiceServer;
 use rand::RngCore;
@@ -20,7 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::CorsLayer;
 
-use crate::api::{AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
+use crate::api::{AdminApi, AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::password::Hasher;
 use crate::auth::{Authenticator, TokenIssuer};
@@ -40,6 +41,7 @@ use crate::relay::redis::{PresenceTiming, RedisRelay};
 use crate::settings::{ServerCli, ServerCommand, Settings};
 use crate::store::Store;
 use crate::tls;
+use crate::web::{self, WebApp, WebAppLayer};
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
 /// Largest request message accepted (tonic's default is 4 MiB). The largest valid request,
@@ -57,6 +59,8 @@ pub struct Application {
     /// `None`: plaintext.
     tls: Option<tokio_rustls::TlsAcceptor>,
     cors: CorsLayer,
+    web: WebApp,
+    admin_emails: Vec<String>,
     state: SharedState,
     persister: Option<tokio::task::JoinHandle<()>>,
     stop_persister: CancellationToken,
@@ -278,22 +282,27 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let cors =
             AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?.layer();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let web = WebApp::new(settings.web_dir.clone());
         let description = format!(
-            "quickchat-server {} listening on {}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
+            "quickchat-server {} listening on {scheme}://{local_addr} (gRPC and gRPC-web) · store: {store_description} · {rooms_description} · sign-in: {}",
             env!("CARGO_PKG_VERSION"),
-            if tls.is_some() { "https" } else { "http" },
             match &settings.oidc {
                 Some(o) => format!("password + OpenID Connect ({})", o.issuer),
                 None => "password".to_owned(),
             }
         ) + &metrics_addr
             .map(|addr| format!(" · metrics: http://{addr}/metrics"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + " · "
+            + &web::describe(&web, &format!("{scheme}://{local_addr}/"));
         Ok(Self {
             listener,
             local_addr,
             tls,
             cors,
+            web,
+            admin_emails: settings.admin_emails.clone(),
             state,
             persister,
             stop_persister,
@@ -341,6 +350,9 @@ impl Application {
         health_reporter
             .set_serving::<ChatServiceServer<ChatApi>>()
             .await;
+        health_reporter
+            .set_serving::<AdminServiceServer<AdminApi>>()
+            .await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(quickchat_proto::FILE_DESCRIPTOR_SET)
@@ -365,6 +377,8 @@ impl Application {
             .max_concurrent_streams(Some(state.limits.max_concurrent_streams_per_connection))
             .accept_http1(true)
             .layer(self.cors)
+            // Pages and assets of the browser app; gRPC and gRPC-web go on (by content-type).
+            .layer(WebAppLayer::new(self.web))
             .layer(GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection)
@@ -379,6 +393,14 @@ impl Application {
             .add_service(
                 ChatServiceServer::new(ChatApi::new(state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(
+                    state.clone(),
+                    &self.admin_emails,
+                    self.description.clone(),
+                ))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             );
         let incoming = TcpIncoming::from(self.listener)
             // Small frames (acks, chat messages) must not wait for Nagle's algorithm.

@@ -28,6 +28,8 @@ enum Access {
     Owner,
     /// The group's owner or one of its members.
     Room,
+    /// An operator: an account `--admin-email` lists (this server lists none).
+    Operator,
 }
 
 fn access_classes() -> BTreeMap<&'static str, Access> {
@@ -51,6 +53,7 @@ fn access_classes() -> BTreeMap<&'static str, Access> {
         ("quickchat.v1.ChatService/SendMessage", Room),
         ("quickchat.v1.ChatService/SendTyping", Room),
         ("quickchat.v1.ChatService/ListMessages", Room),
+        ("quickchat.v1.AdminService/GetOverview", Operator),
     ])
 }
 
@@ -318,6 +321,18 @@ async fn every_rpc_refuses_every_bad_credential_and_changes_nothing() {
                 (
                     "member of another group",
                     &member_elsewhere.member_token,
+                    Code::PermissionDenied,
+                ),
+            ],
+            Access::Operator => vec![
+                (
+                    "member token",
+                    &member_elsewhere.member_token,
+                    Code::Unauthenticated,
+                ),
+                (
+                    "another user",
+                    &stranger.access_token,
                     Code::PermissionDenied,
                 ),
             ],

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod abuse_auth;
+mod admin;
 mod auth;
 mod authz_matrix;
 mod chat;
@@ -19,3 +20,4 @@ mod key_rotation;
 mod oidc;
 mod server;
 mod tls;
+mod web;

@@ -2,6 +2,7 @@
 //! request into domain types, authenticates, calls the store, and converts the result back
 //! into proto messages (the conversions live here).
 
+mod admin_service;
 mod auth_service;
 mod chat_service;
 pub mod client_addr;
@@ -14,6 +15,7 @@ use chrono::{DateTime, Utc};
 use quickchat_proto::v1;
 use uuid::Uuid;
 
+pub use admin_service::AdminApi;
 pub use auth_service::AuthApi;
 pub use chat_service::ChatApi;
 pub use group_service::GroupApi;

@@ -125,6 +125,40 @@ pub struct ChatHub {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     open_streams: Arc<Mutex<HashMap<StreamOwner, usize>>>,
+    /// Streams open on this node per room, for the operators' overview.
+    room_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// One open stream of a room on this node, counted until dropped.
+struct RoomStreamCount {
+    rooms: Arc<Mutex<HashMap<Uuid, usize>>>,
+    group_id: Uuid,
+}
+
+impl RoomStreamCount {
+    fn open(rooms: &Arc<Mutex<HashMap<Uuid, usize>>>, group_id: Uuid) -> Self {
+        *rooms
+            .lock()
+            .expect("room stream count lock poisoned")
+            .entry(group_id)
+            .or_default() += 1;
+        Self {
+            rooms: rooms.clone(),
+            group_id,
+        }
+    }
+}
+
+impl Drop for RoomStreamCount {
+    fn drop(&mut self) {
+        let mut rooms = self.rooms.lock().expect("room stream count lock poisoned");
+        if let Some(n) = rooms.get_mut(&self.group_id) {
+            *n -= 1;
+            if *n == 0 {
+                rooms.remove(&self.group_id);
+            }
+        }
+    }
 }
 
 /// A stream's place in its room's presence: [`PresenceGuard::leave`] gives it up (and
@@ -224,6 +258,7 @@ impl ChatHub {
             settings,
             shutdown: CancellationToken::new(),
             open_streams: Arc::default(),
+            room_streams: Arc::default(),
         }
     }
 
@@ -233,6 +268,19 @@ impl ChatHub {
 
     pub fn log(&self) -> &Arc<dyn MessageLog> {
         &self.log
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Rooms with streams open on this node, and how many.
+    pub fn local_rooms(&self) -> Vec<(Uuid, usize)> {
+        let rooms = self
+            .room_streams
+            .lock()
+            .expect("room stream count lock poisoned");
+        rooms.iter().map(|(id, n)| (*id, *n)).collect()
     }
 
     /// Ends every open stream with `UNAVAILABLE` so clients reconnect elsewhere.
@@ -543,8 +591,10 @@ impl ChatHub {
             recovered,
             online,
         };
+        let counted = RoomStreamCount::open(&self.room_streams, group_id);
         tokio::spawn(async move {
             let _slot = slot;
+            let _counted = counted;
             let pump = Pump {
                 hub: hub.clone(),
                 group_id,
