@@ -338,7 +338,9 @@ fn the_chat_ends_by_itself_when_the_group_is_deleted() {
     let status = b.exits_by_itself();
     assert_eq!(status.code(), Some(3), "not found: {:#?}", b.stderr);
     assert!(
-        b.stderr.iter().any(|l| l.contains("The group was deleted.")),
+        b.stderr
+            .iter()
+            .any(|l| l.contains("The group was deleted.")),
         "{:#?}",
         b.stderr
     );

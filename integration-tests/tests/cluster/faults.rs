@@ -19,7 +19,7 @@ use crate::helpers::{create_group_on, join_on, register_on};
 use crate::nodes::{ClusterEnv, PrivateBroker, PrivateRedis, free_address};
 use crate::process::ServerProcess;
 use crate::proxy::CuttableProxy;
-use crate::traffic::{Balancer, Member, Traffic, Verdict};
+use crate::traffic::{Balancer, ClientLog, Member, Traffic, Verdict};
 
 /// Rooms and members of the steady traffic, and how often each member sends.
 const ROOMS: usize = 2;
@@ -91,13 +91,11 @@ async fn a_node_killed_under_load_loses_no_acked_message() {
     balancer.set(nodes.iter().map(address));
     sleep(Duration::from_secs(2)).await;
 
-    let logs = traffic.finish(DRAIN).await;
-    let verdict = Verdict::of(
+    let (_, verdict) = judge(
         "node SIGKILLed",
-        &logs,
+        traffic,
         env.store().await.connection(),
         killed_at,
-        DRAIN,
     )
     .await;
     verdict.assert_survived(Duration::from_secs(5));
@@ -129,13 +127,11 @@ async fn the_persister_killed_mid_batch_and_restarted_loses_nothing() {
     let _restarted = ServerProcess::start(&persister_args);
     sleep(Duration::from_secs(3)).await;
 
-    let logs = traffic.finish(DRAIN).await;
-    let verdict = Verdict::of(
+    let (_, verdict) = judge(
         "persister SIGKILLed",
-        &logs,
+        traffic,
         env.store().await.connection(),
         killed_at,
-        DRAIN,
     )
     .await;
     // Sends never depended on the persister.
@@ -157,13 +153,11 @@ async fn redis_restarted_empty_is_survived_and_clients_are_told() {
     let restarted_at = Instant::now();
     sleep(Duration::from_secs(6)).await;
 
-    let logs = traffic.finish(DRAIN).await;
-    let verdict = Verdict::of(
+    let (_, verdict) = judge(
         "Redis restarted empty",
-        &logs,
+        traffic,
         env.store().await.connection(),
         restarted_at,
-        DRAIN,
     )
     .await;
     verdict.assert_survived(Duration::from_secs(5));
@@ -191,7 +185,13 @@ async fn kafka_stopped_for_ten_seconds_fails_sends_fast_and_loses_nothing() {
     let restored_at = Instant::now();
     sleep(Duration::from_secs(5)).await;
 
-    let logs = traffic.finish(DRAIN).await;
+    let (logs, verdict) = judge(
+        "Kafka unreachable 10 s",
+        traffic,
+        env.store().await.connection(),
+        restored_at,
+    )
+    .await;
     // Nothing is acked that Kafka did not confirm: once sends in flight at the cut have
     // had their produce timeout, no ack until the broker is back.
     let quiet_from = cut_at + Duration::from_millis(2_500);
@@ -206,14 +206,6 @@ async fn kafka_stopped_for_ten_seconds_fails_sends_fast_and_loses_nothing() {
         slowest < Duration::from_millis(2_700),
         "a refused send waited {slowest:?} (produce timeout 2 s)"
     );
-    let verdict = Verdict::of(
-        "Kafka unreachable 10 s",
-        &logs,
-        env.store().await.connection(),
-        restored_at,
-        DRAIN,
-    )
-    .await;
     assert!(verdict.rejected > 0, "sends during the outage were refused");
     verdict.assert_survived(Duration::from_secs(5));
 }
@@ -276,13 +268,11 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
     let restored_at = Instant::now();
     sleep(Duration::from_secs(3)).await;
 
-    let logs = traffic.finish(DRAIN).await;
-    let verdict = Verdict::of(
+    let (_, verdict) = judge(
         "PostgreSQL unreachable 10 s",
-        &logs,
+        traffic,
         direct.connection(),
         restored_at,
-        DRAIN,
     )
     .await;
     // Sends never waited for PostgreSQL: clients were acked throughout.
@@ -295,6 +285,19 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
         );
         sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Ends the traffic (every client's last send acked) and judges it against `db`: see
+/// [`Verdict::of`].
+async fn judge(
+    fault: &str,
+    traffic: Traffic,
+    db: &sea_orm::DatabaseConnection,
+    recovered_after: Instant,
+) -> (Vec<ClientLog>, Verdict) {
+    let logs = traffic.finish(DRAIN).await;
+    let verdict = Verdict::of(fault, &logs, db, recovered_after, DRAIN).await;
+    (logs, verdict)
 }
 
 /// The persisters' consumer lag over every node (records in Kafka not yet committed as
@@ -408,13 +411,11 @@ async fn a_soak_at_moderate_load_keeps_memory_and_descriptors_flat_and_logs_no_e
     sleep(length - warm_up).await;
     let after: Vec<(u64, usize)> = nodes.iter().map(|n| footprint(n.pid())).collect();
 
-    let logs = traffic.finish(DRAIN).await;
-    let verdict = Verdict::of(
+    let (_, verdict) = judge(
         "soak",
-        &logs,
+        traffic,
         env.store().await.connection(),
         Instant::now() - length,
-        DRAIN,
     )
     .await;
     verdict.assert_survived(length);
