@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::topic_partition_list::Offset;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -124,39 +124,78 @@ async fn report(
 /// The lag of each partition of `topic` assigned to `consumer`: its high watermark minus the
 /// group's committed offset there (minus its low watermark while the group has committed
 /// nothing there, as the group then reads from the start).
+///
+/// The watermarks are asked in one ListOffsets request for all partitions (timestamp -1 is
+/// the latest offset, -2 the earliest): it shares the broker connection with the consumer's
+/// fetches, each of which the broker may hold for `fetch.wait.max.ms`, and a request per
+/// partition (`fetch_watermarks`) often did not fit in [`MEASURE_TIMEOUT`].
 fn measure(consumer: &StreamConsumer<KafkaContext>, topic: &str) -> KafkaResult<Lags> {
     let deadline = Instant::now() + MEASURE_TIMEOUT;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let assigned = consumer.assignment()?;
-    let mut lags: Lags = assigned
+    let partitions: Vec<i32> = consumer
+        .assignment()?
         .elements_for_topic(topic)
         .iter()
-        .map(|element| (element.partition(), None))
+        .map(|element| element.partition())
         .collect();
-    if lags.is_empty() {
+    let mut lags: Lags = partitions.iter().map(|&p| (p, None)).collect();
+    if partitions.is_empty() {
         return Ok(lags);
     }
-    let committed = match consumer.committed_offsets(assigned, left()) {
-        Ok(committed) => committed,
+    let query = |partitions: &mut dyn Iterator<Item = i32>, at: Offset| {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            list.add_partition_offset(topic, partition, at)?;
+        }
+        KafkaResult::Ok(list)
+    };
+    let all = || partitions.iter().copied();
+    let committed = match consumer.committed_offsets(query(&mut all(), Offset::Invalid)?, left()) {
+        Ok(committed) => offsets_of(&committed, topic),
         Err(err) => {
             tracing::debug!(error = %err, "kafka committed offsets not fetched");
             return Ok(lags);
         }
     };
-    for element in committed.elements_for_topic(topic) {
-        let partition = element.partition();
-        match consumer.fetch_watermarks(topic, partition, left()) {
-            Ok((low, high)) => {
-                let from = match element.offset() {
-                    Offset::Offset(committed) => committed,
-                    _ => low,
-                };
-                lags.insert(partition, Some((high - from).max(0)));
+    let ends = match consumer.offsets_for_times(query(&mut all(), Offset::End)?, left()) {
+        Ok(ends) => offsets_of(&ends, topic),
+        Err(err) => {
+            tracing::debug!(error = %err, "kafka partition ends not fetched");
+            return Ok(lags);
+        }
+    };
+    let mut never_committed = all().filter(|p| !committed.contains_key(p)).peekable();
+    let starts = match never_committed.peek() {
+        None => BTreeMap::new(),
+        Some(_) => {
+            let starts = query(&mut never_committed, Offset::Beginning)?;
+            match consumer.offsets_for_times(starts, left()) {
+                Ok(starts) => offsets_of(&starts, topic),
+                Err(err) => {
+                    tracing::debug!(error = %err, "kafka partition starts not fetched");
+                    BTreeMap::new()
+                }
             }
-            Err(err) => {
-                tracing::debug!(error = %err, partition, "kafka watermarks not fetched");
-            }
+        }
+    };
+    for (partition, lag) in &mut lags {
+        let from = committed.get(partition).or_else(|| starts.get(partition));
+        if let (Some(from), Some(end)) = (from, ends.get(partition)) {
+            *lag = Some((end - from).max(0));
         }
     }
     Ok(lags)
+}
+
+/// The offsets of `topic`'s partitions in `list`, leaving out the partitions with an error
+/// or no offset.
+fn offsets_of(list: &TopicPartitionList, topic: &str) -> BTreeMap<i32, i64> {
+    list.elements_for_topic(topic)
+        .iter()
+        .filter(|element| element.error().is_ok())
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(offset) => Some((element.partition(), offset)),
+            _ => None,
+        })
+        .collect()
 }
