@@ -22,4 +22,5 @@ mod process;
 #[allow(dead_code)]
 #[path = "../support/proxy.rs"]
 mod proxy;
+mod takeover;
 mod traffic;
