@@ -66,6 +66,8 @@ pub struct Metrics {
     dead_letters: Counter,
     dropped_group_gone: Counter,
     consumer_lag: Family<PartitionLabel, Gauge>,
+    unowned_partitions: Gauge,
+    takeover_rejoins: Counter,
 }
 
 impl Default for Metrics {
@@ -150,9 +152,24 @@ impl Metrics {
              committed yet, i.e. not yet known to be in the database",
             consumer_lag.clone(),
         );
+        let unowned_partitions = Gauge::default();
+        registry.register(
+            "persister_unowned_partitions",
+            "Kafka partitions this persister does not read whose uncommitted records have had \
+             no commit for longer than the takeover bound: no live persister stores them",
+            unowned_partitions.clone(),
+        );
+        let takeover_rejoins = Counter::default();
+        registry.register(
+            "persister_takeover_rejoins",
+            "Times this persister rejoined its consumer group to take over unowned partitions",
+            takeover_rejoins.clone(),
+        );
         Self {
             registry,
             dead_letters,
+            unowned_partitions,
+            takeover_rejoins,
             dropped_group_gone,
             consumer_lag,
             messages_sent,
@@ -231,6 +248,17 @@ impl Metrics {
     /// This persister no longer reads `partition`: another one reports its lag now.
     pub fn partition_revoked(&self, partition: i32) {
         self.consumer_lag.remove(&PartitionLabel { partition });
+    }
+
+    /// `partitions` have had no owner for longer than the takeover bound, as this persister
+    /// sees them.
+    pub fn set_unowned_partitions(&self, partitions: usize) {
+        self.unowned_partitions.set(partitions as i64);
+    }
+
+    /// This persister rejoined its consumer group to take over unowned partitions.
+    pub fn takeover_rejoin(&self) {
+        self.takeover_rejoins.inc();
     }
 
     /// The text exposition format.

@@ -154,6 +154,24 @@ pub struct ClusterSettings {
     pub redis_presence_ttl: Duration,
 }
 
+/// What [`ClusterSettings::kafka_takeover_bound`] allows for a rebalance itself, beyond
+/// noticing a dead member.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
+
+impl ClusterSettings {
+    /// How long a partition may hold records the persisters have not committed, with no
+    /// commit at all, before the takeover watchdog (`log::kafka::takeover`) holds that no
+    /// live persister reads it: a session timeout (the broker expires a dead member), two
+    /// heartbeat intervals (the survivors hear of the rebalance) and three seconds for the
+    /// rebalance. 10 s with the tests' settings, 54 s with the defaults.
+    pub fn kafka_takeover_bound(&self) -> Duration {
+        Duration::from_millis(
+            u64::from(self.kafka_session_timeout_ms)
+                + 2 * u64::from(self.kafka_heartbeat_interval_ms),
+        ) + TAKEOVER_MARGIN
+    }
+}
+
 impl Default for ClusterSettings {
     fn default() -> Self {
         Self {

@@ -84,12 +84,9 @@ async fn a_node_killed_under_load_loses_no_acked_message() {
     balancer.remove(&address(&victim));
     victim.kill();
     let killed_at = Instant::now();
+    // The node stays dead: the survivors' persisters take its partitions over (see
+    // `takeover.rs`), which the verdict waits for.
     sleep(Duration::from_secs(5)).await;
-    // The operator brings the node back. (Its in-process persister's partitions wait for
-    // a member of the group to take them: see the killed-node takeover issue.)
-    nodes.push(ServerProcess::start(&env.args()));
-    balancer.set(nodes.iter().map(address));
-    sleep(Duration::from_secs(2)).await;
 
     let (_, verdict) = judge(
         "node SIGKILLed",

@@ -16,6 +16,7 @@ mod helpers;
 mod killed;
 mod multi_node;
 mod nodes;
+mod takeover;
 mod traffic;
 
 use quickchat_integration_tests::{process, proxy};

@@ -12,15 +12,18 @@
 //! their offsets only once the batch is in the store. A persister that dies in between makes
 //! its successor read the batch again, and the idempotent insert keeps one row per message.
 //! More persisters in the same group share the topic's partitions. With metrics, each reports
-//! the consumer lag of the partitions it reads ([`lag`]).
+//! the consumer lag of the partitions it reads ([`lag`]). A persister that dies without
+//! leaving the group leaves its partitions to the broker to reassign; where the broker does
+//! not, the [`takeover`] watchdog of the survivors notices and has them rejoin the group.
 //!
 //! [`persister::run`]: super::persister::run
 
 mod lag;
 pub mod tail;
+mod takeover;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -37,9 +40,10 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use self::lag::LagReporter;
+use self::lag::{MetricsSlot, Monitor};
 use super::persister::LogSource;
 use super::{LogError, MessageLog};
 use crate::metrics::Metrics;
@@ -218,8 +222,12 @@ pub struct KafkaSource {
     consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
     topic: String,
     stop: CancellationToken,
-    /// Set once the source reports to metrics.
-    lag: Option<LagReporter>,
+    /// Measures the partitions (lag, takeover watchdog); `None` once stopped.
+    monitor: Option<Monitor>,
+    /// Where the monitor reports once the source is observed.
+    metrics: MetricsSlot,
+    /// Notified by the takeover watchdog: leave the group and join it again.
+    rejoin: Arc<Notify>,
 }
 
 /// What [`KafkaSource::commit`] commits for a batch: per partition, the offset after the
@@ -230,15 +238,22 @@ pub struct KafkaReceipt {
 }
 
 impl KafkaSource {
-    /// Makes sure the topic exists (see [`ensure_topic`]) and joins the persisters' consumer
-    /// group. [`LogSource::next_batch`] returns `None` once `stop` is cancelled, which ends the
-    /// persister loop; the consumer then leaves the group.
+    /// Makes sure the topic exists (see [`ensure_topic`]), joins the persisters' consumer
+    /// group and starts watching its partitions (see [`takeover`]). [`LogSource::next_batch`]
+    /// returns `None` once `stop` is cancelled, which ends the persister loop; the consumer
+    /// then leaves the group.
     pub async fn connect(
         brokers: &str,
         settings: &ClusterSettings,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         ensure_topic(brokers, settings).await?;
+        // A dynamic member (no `group.instance.id`): a static one's partitions would wait for
+        // it through its whole session timeout even after a clean stop. What bounds a dead
+        // member's partitions is the session timeout, the broker reassigning them, and
+        // failing that the takeover watchdog; not `max.poll.interval.ms` (sent as the
+        // rebalance timeout), which only bounds how long a rebalance waits for a live member
+        // that does not poll (see the README, "A node that dies for good").
         let consumer: StreamConsumer<KafkaContext> = client_config(brokers)
             .set("group.id", &settings.kafka_consumer_group)
             .set("enable.auto.commit", "false")
@@ -259,20 +274,51 @@ impl KafkaSource {
         tracing::info!(
             topic = %settings.kafka_topic,
             group = %settings.kafka_consumer_group,
+            takeover_bound_secs = settings.kafka_takeover_bound().as_secs_f64(),
             "kafka persister consumer started"
         );
+        let consumer = Arc::new(consumer);
+        let metrics: MetricsSlot = Arc::new(OnceLock::new());
+        let rejoin = Arc::new(Notify::new());
+        let monitor = Monitor::start(
+            Arc::downgrade(&consumer),
+            settings.kafka_topic.clone(),
+            settings.kafka_takeover_bound(),
+            rejoin.clone(),
+            metrics.clone(),
+        );
         Ok(Self {
-            consumer: Some(Arc::new(consumer)),
+            consumer: Some(consumer),
             topic: settings.kafka_topic.clone(),
             stop,
-            lag: None,
+            monitor: Some(monitor),
+            metrics,
+            rejoin,
         })
+    }
+
+    /// Leaves the consumer group and joins it again as a new member, as the takeover
+    /// watchdog asks. Leaving starts a new generation of the group on any broker, whose
+    /// leader assigns every partition among the live members, this one included. The
+    /// partitions are revoked and the group left once this consumer is next polled; the new
+    /// subscription waits for that.
+    fn rejoin_group(&self, consumer: &StreamConsumer<KafkaContext>) {
+        consumer.unsubscribe();
+        match consumer.subscribe(&[&self.topic]) {
+            Ok(()) => tracing::info!(topic = %self.topic, "rejoining the kafka consumer group"),
+            // The watchdog asks again while partitions stay unowned.
+            Err(err) => tracing::error!(
+                error = %err,
+                topic = %self.topic,
+                "subscribing to the kafka topic again failed"
+            ),
+        }
     }
 
     /// Leaves the consumer group (waiting for commits in flight) and drops the consumer.
     async fn shut_down(&mut self) {
-        if let Some(lag) = self.lag.take() {
-            lag.stop().await;
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop().await;
         }
         if let Some(consumer) = self.consumer.take() {
             // Closing blocks until the group is left: keep it off the async workers.
@@ -307,6 +353,10 @@ impl LogSource for KafkaSource {
             let received = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => None,
+                () = self.rejoin.notified() => {
+                    self.rejoin_group(&consumer);
+                    continue;
+                }
                 received = consumer.recv() => Some(received),
             };
             match received {
@@ -375,15 +425,8 @@ impl LogSource for KafkaSource {
     }
 
     fn observe(&mut self, metrics: &Arc<Metrics>) {
-        if let Some(consumer) = &self.consumer
-            && self.lag.is_none()
-        {
-            self.lag = Some(LagReporter::start(
-                Arc::downgrade(consumer),
-                self.topic.clone(),
-                metrics.clone(),
-            ));
-        }
+        // Only the first one counts.
+        let _ = self.metrics.set(metrics.clone());
     }
 }
 
