@@ -259,28 +259,52 @@ pub enum ServerCommand {
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
     /// Address for gRPC and gRPC-web (same port).
-    #[arg(long, env = "QUICKCHAT_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "QUICKCHAT_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
     /// Directory for the embedded SQLite database and the generated JWT secret.
-    #[arg(long, env = "QUICKCHAT_DATA_DIR", default_value = "quickchat-data")]
+    #[arg(
+        help_heading = "Storage",
+        long,
+        env = "QUICKCHAT_DATA_DIR",
+        default_value = "quickchat-data"
+    )]
     pub data_dir: PathBuf,
     /// Database URL, e.g. postgres://user@host/db (default: SQLite in --data-dir).
-    #[arg(long, env = "QUICKCHAT_DATABASE_URL")]
+    #[arg(help_heading = "Storage", long, env = "QUICKCHAT_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Redis URL for the cluster room relay, e.g. redis://127.0.0.1:6379.
-    #[arg(long, env = "QUICKCHAT_REDIS_URL")]
+    #[arg(
+        help_heading = "Cluster relay (Redis)",
+        long,
+        env = "QUICKCHAT_REDIS_URL"
+    )]
     pub redis_url: Option<String>,
     /// Kafka bootstrap servers for the message log, e.g. 127.0.0.1:9092.
-    #[arg(long, env = "QUICKCHAT_KAFKA_BROKERS")]
+    #[arg(
+        help_heading = "Message log (Kafka) and persister",
+        long,
+        env = "QUICKCHAT_KAFKA_BROKERS"
+    )]
     pub kafka_brokers: Option<String>,
     /// Secret for signing tokens (default: generated once into --data-dir). Every node of a
     /// cluster needs the same one.
-    #[arg(long, env = "QUICKCHAT_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "QUICKCHAT_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// A secret that signed tokens before the last rotation: its tokens are accepted until
     /// they expire, none are signed with it. Repeat the flag for several (the variable is
     /// comma-separated).
     #[arg(
+        help_heading = "Auth",
         long = "jwt-previous-secret",
         env = "QUICKCHAT_JWT_PREVIOUS_SECRETS",
         value_name = "SECRET",
@@ -289,45 +313,77 @@ pub struct ServerArgs {
     )]
     pub jwt_previous_secrets: Vec<String>,
     /// Lifetime of access tokens, in seconds.
-    #[arg(long, env = "QUICKCHAT_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
+    #[arg(help_heading = "Auth", long, env = "QUICKCHAT_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
     pub access_token_ttl_secs: u64,
     /// Lifetime of refresh tokens, in seconds.
-    #[arg(long, env = "QUICKCHAT_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    #[arg(help_heading = "Auth", long, env = "QUICKCHAT_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
     /// Lifetime of member tokens (from JoinGroup), in seconds.
-    #[arg(long, env = "QUICKCHAT_MEMBER_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    #[arg(help_heading = "Auth", long, env = "QUICKCHAT_MEMBER_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub member_token_ttl_secs: u64,
     /// OpenID Connect issuer for LoginWithIdToken, e.g. https://accounts.google.com.
-    #[arg(long, env = "QUICKCHAT_OIDC_ISSUER", requires = "oidc_client_id")]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "QUICKCHAT_OIDC_ISSUER",
+        requires = "oidc_client_id"
+    )]
     pub oidc_issuer: Option<String>,
     /// OAuth client id that ID tokens must be issued for (their `aud`).
-    #[arg(long, env = "QUICKCHAT_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "QUICKCHAT_OIDC_CLIENT_ID",
+        requires = "oidc_issuer"
+    )]
     pub oidc_client_id: Option<String>,
     /// JWKS URL of the issuer (default: found by OpenID discovery).
-    #[arg(long, env = "QUICKCHAT_OIDC_JWKS_URL")]
+    #[arg(help_heading = "Auth", long, env = "QUICKCHAT_OIDC_JWKS_URL")]
     pub oidc_jwks_url: Option<String>,
     /// Provider name stored on users who sign in with an ID token.
-    #[arg(long, env = "QUICKCHAT_OIDC_PROVIDER", default_value = "google")]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "QUICKCHAT_OIDC_PROVIDER",
+        default_value = "google"
+    )]
     pub oidc_provider: String,
     /// Messages kept per room for reconnecting clients (in-process relay window; Redis
     /// stream MAXLEN ~).
-    #[arg(long, env = "QUICKCHAT_RELAY_WINDOW")]
-    pub relay_window: Option<usize>,
+    #[arg(
+        help_heading = "Cluster relay (Redis)",
+        long,
+        env = "QUICKCHAT_RELAY_WINDOW",
+        default_value_t = 1000
+    )]
+    pub relay_window: usize,
     /// Prefix of every Redis key this deployment uses.
-    #[arg(long, env = "QUICKCHAT_REDIS_KEY_PREFIX", default_value = "quickchat")]
+    #[arg(
+        help_heading = "Cluster relay (Redis)",
+        long,
+        env = "QUICKCHAT_REDIS_KEY_PREFIX",
+        default_value = "quickchat"
+    )]
     pub redis_key_prefix: String,
     /// Kafka topic for messages (created at startup if missing).
     #[arg(
+        help_heading = "Message log (Kafka) and persister",
         long,
         env = "QUICKCHAT_KAFKA_TOPIC",
         default_value = "quickchat.messages"
     )]
     pub kafka_topic: String,
     /// Partitions of the Kafka topic when it is created.
-    #[arg(long, env = "QUICKCHAT_KAFKA_PARTITIONS", default_value_t = 6)]
+    #[arg(
+        help_heading = "Message log (Kafka) and persister",
+        long,
+        env = "QUICKCHAT_KAFKA_PARTITIONS",
+        default_value_t = 6
+    )]
     pub kafka_partitions: i32,
     /// Consumer group of the persisters.
     #[arg(
+        help_heading = "Message log (Kafka) and persister",
         long,
         env = "QUICKCHAT_KAFKA_CONSUMER_GROUP",
         default_value = "quickchat-persister"
@@ -335,6 +391,7 @@ pub struct ServerArgs {
     pub kafka_consumer_group: String,
     /// Persister consumer session timeout (librdkafka session.timeout.ms).
     #[arg(
+        help_heading = "Message log (Kafka) and persister",
         long,
         env = "QUICKCHAT_KAFKA_SESSION_TIMEOUT_MS",
         default_value_t = 45_000
@@ -342,6 +399,7 @@ pub struct ServerArgs {
     pub kafka_session_timeout_ms: u32,
     /// Persister consumer heartbeat interval (librdkafka heartbeat.interval.ms).
     #[arg(
+        help_heading = "Message log (Kafka) and persister",
         long,
         env = "QUICKCHAT_KAFKA_HEARTBEAT_INTERVAL_MS",
         default_value_t = 3_000
@@ -349,34 +407,61 @@ pub struct ServerArgs {
     pub kafka_heartbeat_interval_ms: u32,
     /// Longest a send waits for Kafka's confirmation before failing with UNAVAILABLE.
     #[arg(
+        help_heading = "Message log (Kafka) and persister",
         long,
         env = "QUICKCHAT_KAFKA_PRODUCE_TIMEOUT_MS",
         default_value_t = 5_000
     )]
     pub kafka_produce_timeout_ms: u32,
     /// Seconds between a node's presence heartbeats in Redis.
-    #[arg(long, env = "QUICKCHAT_REDIS_HEARTBEAT_SECS", default_value_t = 10)]
+    #[arg(
+        help_heading = "Cluster relay (Redis)",
+        long,
+        env = "QUICKCHAT_REDIS_HEARTBEAT_SECS",
+        default_value_t = 10
+    )]
     pub redis_heartbeat_secs: u64,
     /// Seconds a dead node's members stay listed as online.
-    #[arg(long, env = "QUICKCHAT_REDIS_PRESENCE_TTL_SECS", default_value_t = 30)]
+    #[arg(
+        help_heading = "Cluster relay (Redis)",
+        long,
+        env = "QUICKCHAT_REDIS_PRESENCE_TTL_SECS",
+        default_value_t = 30
+    )]
     pub redis_presence_ttl_secs: u64,
     /// Behind a trusted load balancer, the header carrying the client's address, e.g.
     /// x-forwarded-for (its last entry is used). Only set this when every request comes
     /// through the balancer: clients could otherwise choose their own address.
-    #[arg(long, env = "QUICKCHAT_CLIENT_IP_HEADER")]
+    #[arg(help_heading = "Listening", long, env = "QUICKCHAT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
     /// Seconds between HTTP/2 pings on a connection (a vanished client is noticed within
     /// this plus --keepalive-timeout-secs).
-    #[arg(long, env = "QUICKCHAT_KEEPALIVE_INTERVAL_SECS", default_value_t = 30)]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "QUICKCHAT_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = 30
+    )]
     pub keepalive_interval_secs: u64,
     /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
-    #[arg(long, env = "QUICKCHAT_KEEPALIVE_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "QUICKCHAT_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub keepalive_timeout_secs: u64,
     /// Wrong passcodes allowed per group and client address before a lock-out.
-    #[arg(long, env = "QUICKCHAT_PASSCODE_MAX_FAILURES", default_value_t = 5)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_PASSCODE_MAX_FAILURES",
+        default_value_t = 5
+    )]
     pub passcode_max_failures: u32,
     /// Failed sign-ins allowed per account within --sign-in-window-secs.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_SIGN_IN_MAX_FAILURES_PER_ACCOUNT",
         default_value_t = 10
@@ -384,16 +469,18 @@ pub struct ServerArgs {
     pub sign_in_max_failures_per_account: u32,
     /// Failed sign-ins allowed per client address (any account) within --sign-in-window-secs.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_SIGN_IN_MAX_FAILURES_PER_CLIENT",
         default_value_t = 50
     )]
     pub sign_in_max_failures_per_client: u32,
     /// Window of the sign-in lock-outs, in seconds.
-    #[arg(long, env = "QUICKCHAT_SIGN_IN_WINDOW_SECS", default_value_t = 15 * 60)]
+    #[arg(help_heading = "Limits", long, env = "QUICKCHAT_SIGN_IN_WINDOW_SECS", default_value_t = 15 * 60)]
     pub sign_in_window_secs: u64,
     /// Group joins allowed per client address per minute.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_JOINS_PER_CLIENT_PER_MINUTE",
         default_value_t = 30
@@ -401,6 +488,7 @@ pub struct ServerArgs {
     pub joins_per_client_per_minute: u32,
     /// Accounts created per client address per minute.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_REGISTRATIONS_PER_CLIENT_PER_MINUTE",
         default_value_t = 10
@@ -408,6 +496,7 @@ pub struct ServerArgs {
     pub registrations_per_client_per_minute: u32,
     /// Most members a group can have.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_MAX_MEMBERS_PER_GROUP",
         default_value_t = 10_000
@@ -415,34 +504,61 @@ pub struct ServerArgs {
     pub max_members_per_group: u64,
     /// Room streams one user or member may hold open at once.
     #[arg(
+        help_heading = "Limits",
         long,
         env = "QUICKCHAT_MAX_STREAMS_PER_PRINCIPAL",
         default_value_t = 32
     )]
     pub max_streams_per_principal: usize,
     /// Room streams one client address may hold open at once (whoever holds them).
-    #[arg(long, env = "QUICKCHAT_MAX_STREAMS_PER_CLIENT", default_value_t = 1024)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_MAX_STREAMS_PER_CLIENT",
+        default_value_t = 1024
+    )]
     pub max_streams_per_client: usize,
     /// Concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "QUICKCHAT_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_MAX_CONCURRENT_STREAMS",
+        default_value_t = 128
+    )]
     pub max_concurrent_streams: u32,
     /// Seconds a Chat stream may wait for its join request.
-    #[arg(long, env = "QUICKCHAT_JOIN_DEADLINE_SECS", default_value_t = 10)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_JOIN_DEADLINE_SECS",
+        default_value_t = 10
+    )]
     pub join_deadline_secs: u64,
     /// Password hashes computed at once (0: one per core).
-    #[arg(long, env = "QUICKCHAT_HASH_CONCURRENCY", default_value_t = 0)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_HASH_CONCURRENCY",
+        default_value_t = 0
+    )]
     pub hash_concurrency: usize,
     /// Sign-ins allowed to wait for a hashing slot before more are refused.
-    #[arg(long, env = "QUICKCHAT_HASH_QUEUE", default_value_t = 64)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_HASH_QUEUE",
+        default_value_t = 64
+    )]
     pub hash_queue: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
-    #[arg(long, env = "QUICKCHAT_METRICS_LISTEN")]
+    #[arg(help_heading = "Operations", long, env = "QUICKCHAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Run the persister in this process (`--persister=false` when it runs elsewhere).
-    #[arg(long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Message log (Kafka) and persister", long, env = "QUICKCHAT_PERSISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub persister: bool,
     /// Serve gRPC and gRPC-web over TLS with this certificate chain (PEM; needs --tls-key).
     #[arg(
+        help_heading = "Listening",
         long,
         env = "QUICKCHAT_TLS_CERT",
         value_name = "PATH",
@@ -451,6 +567,7 @@ pub struct ServerArgs {
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
     #[arg(
+        help_heading = "Listening",
         long,
         env = "QUICKCHAT_TLS_KEY",
         value_name = "PATH",
@@ -461,6 +578,7 @@ pub struct ServerArgs {
     /// repeat for several (the variable is comma-separated), or '*' for any. Default: only
     /// the server's own origin.
     #[arg(
+        help_heading = "Listening",
         long = "cors-origin",
         env = "QUICKCHAT_CORS_ORIGINS",
         value_name = "ORIGIN",
@@ -470,6 +588,7 @@ pub struct ServerArgs {
     /// The built browser app to serve on the same port (`scripts/run.sh` builds it into
     /// web/dist); unknown paths fall back to its index.html.
     #[arg(
+        help_heading = "Listening",
         long,
         env = "QUICKCHAT_WEB_DIR",
         value_name = "DIR",
@@ -480,6 +599,7 @@ pub struct ServerArgs {
     /// app's /admin page); repeat for several (the variable is comma-separated). Register
     /// the account before listing it: anyone may register an address nobody holds yet.
     #[arg(
+        help_heading = "Auth",
         long = "admin-email",
         env = "QUICKCHAT_ADMIN_EMAILS",
         value_name = "EMAIL",
@@ -520,9 +640,7 @@ impl From<ServerArgs> for Settings {
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
             member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),
             oidc,
-            relay_window: args
-                .relay_window
-                .unwrap_or(Settings::default().relay_window),
+            relay_window: args.relay_window,
             cluster: ClusterSettings {
                 redis_key_prefix: args.redis_key_prefix,
                 kafka_topic: args.kafka_topic,

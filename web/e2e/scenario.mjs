@@ -142,7 +142,7 @@ try {
   await dialog.getByLabel("Title").fill("abc");
   await dialog.getByLabel("Passcode").fill("s3cret");
   await dialog.getByRole("button", { name: "Create" }).click();
-  await dialog.getByText("Chat title must be 4 characters long.").waitFor();
+  await dialog.getByText("Chat title must be at least 4 characters long.").waitFor();
   await shot(pageA, "create-dialog-validation");
   await dialog.getByLabel("Title").fill("Book club");
   await dialog.getByRole("button", { name: "Create" }).click();

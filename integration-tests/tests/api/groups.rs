@@ -31,11 +31,11 @@ async fn create_validates_with_the_original_messages() {
         [
             (
                 "title".to_owned(),
-                "Chat title must be 4 characters long.".to_owned()
+                "Chat title must be at least 4 characters long.".to_owned()
             ),
             (
                 "passcode".to_owned(),
-                "Chat passcode must be 4 characters long.".to_owned()
+                "Chat passcode must be at least 4 characters long.".to_owned()
             ),
         ]
     );
@@ -266,7 +266,10 @@ async fn only_the_owner_can_update_a_group() {
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(status.message(), "Chat title must be 4 characters long.");
+    assert_eq!(
+        status.message(),
+        "Chat title must be at least 4 characters long."
+    );
     expect_code(
         app.groups()
             .update_group(authed(

@@ -427,3 +427,47 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         .await
         .expect("the directory is free once the first server stopped");
 }
+
+/// `quickchat-server --help` groups its flags by component and shows every default.
+#[test]
+fn the_servers_help_groups_flags_by_component_and_shows_defaults() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_qc-node"))
+        .arg("--help")
+        .output()
+        .expect("qc-node runs");
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let headings = [
+        "Listening:",
+        "Storage:",
+        "Cluster relay (Redis):",
+        "Message log (Kafka) and persister:",
+        "Limits:",
+        "Operations:",
+        "Auth:",
+    ];
+    for heading in headings {
+        assert!(
+            help.lines().any(|l| l == heading),
+            "no {heading:?} in\n{help}"
+        );
+    }
+    let flag = |name: &str| -> String {
+        let start = help
+            .find(&format!("--{name} "))
+            .unwrap_or_else(|| panic!("--{name}"));
+        let rest = &help[start + 2..];
+        rest[..rest.find("\n      --").unwrap_or(rest.len())].to_owned()
+    };
+    assert!(
+        flag("relay-window").contains("[default: 1000]"),
+        "{}",
+        flag("relay-window")
+    );
+    // Listed once, under its own component.
+    let listening = &help[help.find("Listening:").unwrap()..help.find("Storage:").unwrap()];
+    assert!(
+        listening.contains("--keepalive-interval-secs"),
+        "{listening}"
+    );
+}

@@ -54,13 +54,16 @@ fn group_crud() {
     assert!(alice.ok(&["group", "show", &id]).contains("Book club 2025"));
 
     let err = alice.fails(&["group", "update", &id, "--title", "Bo"], 1);
-    assert_eq!(err.trim(), "error: Chat title must be 4 characters long.");
+    assert_eq!(
+        err.trim(),
+        "error: Chat title must be at least 4 characters long."
+    );
     let err = alice.fails(
         &["group", "create", "--title", "Book", "--passcode", "abc"],
         1,
     );
     assert!(
-        err.contains("Chat passcode must be 4 characters long."),
+        err.contains("Chat passcode must be at least 4 characters long."),
         "{err}"
     );
 

@@ -15,7 +15,7 @@ impl GroupTitle {
         if len < 4 {
             return Err(FieldViolation::new(
                 "title",
-                "Chat title must be 4 characters long.",
+                "Chat title must be at least 4 characters long.",
             ));
         }
         if len > 191 {
@@ -42,7 +42,7 @@ impl Passcode {
         if len < 4 {
             return Err(FieldViolation::new(
                 "passcode",
-                "Chat passcode must be 4 characters long.",
+                "Chat passcode must be at least 4 characters long.",
             ));
         }
         if len > 25 {
@@ -109,7 +109,7 @@ mod tests {
     fn title_uses_the_original_messages() {
         assert_eq!(
             GroupTitle::parse("abc").unwrap_err().description,
-            "Chat title must be 4 characters long."
+            "Chat title must be at least 4 characters long."
         );
         assert_eq!(GroupTitle::parse("  Rust  ").unwrap().as_str(), "Rust");
         assert!(GroupTitle::parse(&"t".repeat(192)).is_err());
@@ -182,7 +182,7 @@ mod tests {
     fn passcode_bounds() {
         assert_eq!(
             Passcode::parse("123").unwrap_err().description,
-            "Chat passcode must be 4 characters long."
+            "Chat passcode must be at least 4 characters long."
         );
         assert!(Passcode::parse("1234").is_ok());
         assert!(Passcode::parse(&"p".repeat(26)).is_err());
