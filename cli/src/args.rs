@@ -22,9 +22,10 @@ passcode), 3 not found, 4 server unreachable.";
 #[derive(Debug, Parser)]
 #[command(name = "quickchat", version, about = ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
-    /// URL of the QuickChat server.
-    #[arg(long, global = true, env = "QUICKCHAT_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// URL of the QuickChat server [default: the one saved with `quickchat config set
+    /// server`, else http://127.0.0.1:50051].
+    #[arg(long, global = true, env = "QUICKCHAT_SERVER")]
+    pub server: Option<String>,
 
     /// A CA certificate (PEM) to trust for an https:// server, in addition to the public
     /// roots: for a server whose certificate a private CA signed.
@@ -106,6 +107,13 @@ pub enum Command {
     #[command(after_help = "Example:\n  quickchat history <group-id> --limit 50\n  \
         quickchat history <group-id> --before 120")]
     History(HistoryArgs),
+
+    /// Saved settings: `config set server URL` so that --server is not needed.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  quickchat config set server https://chat.example.com\n  quickchat config list"
+    )]
+    Config(ConfigCommand),
 
     /// Print a shell completion script.
     #[command(
@@ -271,4 +279,23 @@ pub struct HistoryArgs {
     /// Only messages older than this offset (the next page: the smallest offset shown).
     #[arg(long, value_name = "OFFSET")]
     pub before: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Save a setting.
+    Set { key: ConfigKey, value: String },
+    /// Print a setting's effective value.
+    Get { key: ConfigKey },
+    /// Forget a saved setting.
+    Unset { key: ConfigKey },
+    /// Every setting: its effective value and where it comes from.
+    List,
+}
+
+/// A setting `quickchat config` manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigKey {
+    /// The server URL (the default for --server).
+    Server,
 }

@@ -66,17 +66,7 @@ impl TokenStore {
     /// Opens the store in `config_dir`, or in the user's config directory
     /// (`$XDG_CONFIG_HOME/quickchat` on Linux).
     pub fn open(config_dir: Option<&Path>, server: &str) -> Result<Self, CliError> {
-        let dir = match config_dir {
-            Some(dir) => dir.to_path_buf(),
-            None => directories::ProjectDirs::from("", "", "quickchat")
-                .map(|d| d.config_dir().to_path_buf())
-                .ok_or_else(|| {
-                    CliError::local(
-                        "cannot find a home directory for the token store; pass --config-dir",
-                    )
-                })?,
-        };
-        let path = dir.join(FILE_NAME);
+        let path = config_dir_or_default(config_dir)?.join(FILE_NAME);
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map_err(|err| {
                 CliError::local(format!(
@@ -174,4 +164,57 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+/// `config_dir`, or the user's config directory (`$XDG_CONFIG_HOME/quickchat` on Linux).
+pub fn config_dir_or_default(config_dir: Option<&Path>) -> Result<PathBuf, CliError> {
+    match config_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => directories::ProjectDirs::from("", "", "quickchat")
+            .map(|d| d.config_dir().to_path_buf())
+            .ok_or_else(|| {
+                CliError::local("cannot find a home directory for the settings; pass --config-dir")
+            }),
+    }
+}
+
+/// Settings saved with `quickchat config set`, in `settings.json` beside the token store.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SavedSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+impl SavedSettings {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("settings.json")
+    }
+
+    /// The saved settings (none if the file does not exist yet).
+    pub fn load(dir: &Path) -> Result<Self, CliError> {
+        let path = Self::path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|err| {
+                CliError::local(format!(
+                    "{} is damaged ({err}); fix or delete it",
+                    path.display()
+                ))
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(err) => Err(CliError::local(format!(
+                "cannot read {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), CliError> {
+        let path = Self::path(dir);
+        let write = || -> std::io::Result<()> {
+            create_private_dir(dir)?;
+            let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+            std::fs::write(&path, text + "\n")
+        };
+        write().map_err(|err| CliError::local(format!("cannot write {}: {err}", path.display())))
+    }
 }

@@ -30,7 +30,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         commands::completions(shell);
         return Ok(());
     }
-    let server = normalize_server(&cli.server)?;
+    let config_dir = config::config_dir_or_default(cli.config_dir.as_deref())?;
+    let (server, _) = effective_server(cli.server.as_deref(), &config_dir)?;
+    if let Command::Config(command) = cli.command {
+        return commands::config::run(command, cli.server.as_deref(), &config_dir, output);
+    }
+    let server = normalize_server(&server)?;
     let ca_cert = cli.ca_cert.as_deref().map(load_ca_cert).transpose()?;
     let store = TokenStore::open(cli.config_dir.as_deref(), &server)?;
     if let Command::Logout(args) = &cli.command {
@@ -40,6 +45,38 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let mut client = Client::connect(&server, ca_cert, store).await?;
     let result = commands::dispatch(&mut client, cli.command, output).await;
     result.map_err(|err| err.with_server(&server))
+}
+
+/// Where the effective value of a setting comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Flag,
+    Env,
+    ConfigFile,
+    Default,
+}
+
+/// The server to talk to, and where that choice comes from: `--server`, then
+/// `QUICKCHAT_SERVER`, then `quickchat config set server`, then the default.
+pub fn effective_server(
+    given: Option<&str>,
+    config_dir: &std::path::Path,
+) -> Result<(String, Source), CliError> {
+    if let Some(server) = given {
+        let on_command_line =
+            std::env::args().any(|arg| arg == "--server" || arg.starts_with("--server="));
+        let source = if on_command_line {
+            Source::Flag
+        } else {
+            Source::Env
+        };
+        return Ok((server.to_owned(), source));
+    }
+    Ok(match config::SavedSettings::load(config_dir)?.server {
+        Some(server) => (server, Source::ConfigFile),
+        None => (args::DEFAULT_SERVER.to_owned(), Source::Default),
+    })
 }
 
 /// The `quickchat` program: parse the command line, run it, print any error as one line

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod config;
 pub mod group;
 pub mod messages;
 
@@ -32,7 +33,7 @@ pub async fn dispatch(
         Command::Send(args) => messages::send(client, args, output).await,
         Command::Tail(args) => messages::tail(client, args, output).await,
         Command::History(args) => messages::history(client, args, output).await,
-        Command::Logout(_) | Command::Completions { .. } => {
+        Command::Logout(_) | Command::Completions { .. } | Command::Config(_) => {
             unreachable!("handled before connecting")
         }
     }

@@ -258,3 +258,53 @@ fn id_token_sign_in_reports_what_the_server_says() {
         "error: Sign-in with an ID token is not configured on this server."
     );
 }
+
+#[test]
+fn a_saved_server_replaces_the_server_flag() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let bare = |args: &[&str], env: Option<&str>| {
+        let mut command = alice.command_without_server();
+        if let Some(url) = env {
+            command.env("QUICKCHAT_SERVER", url);
+        }
+        let out = command.args(args).output().expect("quickchat runs");
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (_, out, _) = bare(&["config", "get", "server"], None);
+    assert_eq!(out.trim(), "http://127.0.0.1:50051", "the default");
+    // Alice's tokens belong to the test server, not the default one.
+    let (code, _, err) = bare(&["whoami"], None);
+    assert_ne!(code, Some(0), "{err}");
+
+    let (code, out, err) = bare(&["config", "set", "server", &server.url()], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&server.url()), "{out}");
+    let (code, out, err) = bare(&["whoami"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Alice"), "{out}");
+    let (_, out, _) = bare(&["--json", "config", "list"], None);
+    let listed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(listed["value"], server.url().as_str());
+    assert_eq!(listed["source"], "config_file");
+    assert!(listed["file"].as_str().unwrap().ends_with("settings.json"));
+
+    // The environment and the flag still win, and say so.
+    let (_, out, _) = bare(&["--json", "config", "list"], Some("http://10.9.8.7:1"));
+    let listed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (listed["value"].as_str(), listed["source"].as_str()),
+        (Some("http://10.9.8.7:1"), Some("env"))
+    );
+    let (_, out, _) = bare(&["--server", "http://10.9.8.7:2", "config", "list"], None);
+    assert!(out.contains("http://10.9.8.7:2  (from --server)"), "{out}");
+
+    bare(&["config", "unset", "server"], None);
+    let (_, out, _) = bare(&["config", "list"], None);
+    assert!(out.contains("(default)"), "{out}");
+}

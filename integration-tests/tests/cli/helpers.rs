@@ -294,6 +294,19 @@ impl User {
         self.config.path()
     }
 
+    /// The binary with this user's config directory but no --server: what a user who saved
+    /// a server (`quickchat config set server`) types.
+    pub fn command_without_server(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_qc-cli"));
+        command
+            .arg("--config-dir")
+            .arg(self.config.path())
+            .env_remove("QUICKCHAT_SERVER")
+            .env_remove("QUICKCHAT_CONFIG_DIR")
+            .env_remove("QUICKCHAT_CA_CERT");
+        command
+    }
+
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_qc-cli"));
         command
