@@ -24,21 +24,38 @@ passcode), 3 not found, 4 server unreachable.";
 pub struct Cli {
     /// URL of the QuickChat server [default: the one saved with `quickchat config set
     /// server`, else http://127.0.0.1:50051].
-    #[arg(long, global = true, env = "QUICKCHAT_SERVER")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QUICKCHAT_SERVER"
+    )]
     pub server: Option<String>,
 
     /// A CA certificate (PEM) to trust for an https:// server, in addition to the public
     /// roots: for a server whose certificate a private CA signed.
-    #[arg(long, global = true, env = "QUICKCHAT_CA_CERT", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QUICKCHAT_CA_CERT",
+        value_name = "PATH"
+    )]
     pub ca_cert: Option<PathBuf>,
 
     /// Print data as JSON, one object per line.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// Directory for the token store (default: the user's config directory, e.g.
     /// ~/.config/quickchat).
-    #[arg(long, global = true, env = "QUICKCHAT_CONFIG_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QUICKCHAT_CONFIG_DIR",
+        value_name = "DIR"
+    )]
     pub config_dir: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -284,12 +301,16 @@ pub struct HistoryArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Save a setting.
+    #[command(after_help = "Example:\n  quickchat config set server https://chat.example.com")]
     Set { key: ConfigKey, value: String },
     /// Print a setting's effective value.
+    #[command(after_help = "Example:\n  quickchat config get server")]
     Get { key: ConfigKey },
     /// Forget a saved setting.
+    #[command(after_help = "Example:\n  quickchat config unset server")]
     Unset { key: ConfigKey },
     /// Every setting: its effective value and where it comes from.
+    #[command(after_help = "Example:\n  quickchat config list --json")]
     List,
 }
 

@@ -637,13 +637,14 @@ pub async fn run_persister(
 pub async fn main(cli: ServerCli) -> std::process::ExitCode {
     use std::process::ExitCode;
     crate::telemetry::init();
+    let shutdown = shutdown_signal();
     let settings = Settings::from(cli.server);
     let result = match cli.command {
-        Some(ServerCommand::Persister) => run_persister(settings, shutdown_signal()).await,
+        Some(ServerCommand::Persister) => run_persister(settings, shutdown).await,
         None => match Application::build(settings).await {
             Ok(app) => {
                 println!("{}", app.description());
-                app.run_until_stopped(shutdown_signal()).await
+                app.run_until_stopped(shutdown).await
             }
             Err(err) => {
                 eprintln!("quickchat-server: {err:#}");
@@ -660,25 +661,42 @@ pub async fn main(cli: ServerCli) -> std::process::ExitCode {
     }
 }
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Waits for one signal (forever without a handler).
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        None => std::future::pending::<()>().await,
     }
-    tracing::info!("shutdown signal received; draining");
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM received from the moment it is called:
+/// the handlers are installed at once, so a signal that arrives while the server is still
+/// starting is kept (the server stops cleanly as soon as it runs) instead of killing it
+/// half-started.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = received(terminate.as_mut()) => {},
+                _ = received(interrupt.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received; draining");
+    }
 }

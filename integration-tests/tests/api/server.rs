@@ -471,3 +471,38 @@ fn the_servers_help_groups_flags_by_component_and_shows_defaults() {
         "{listening}"
     );
 }
+
+/// SIGTERM while the server is still starting (here: during its migrations) is not lost
+/// and does not kill it half-started: it stops cleanly, exit code 0.
+#[test]
+fn sigterm_during_startup_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qc-node"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("qc-node starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("migration")
+    {
+        assert!(std::time::Instant::now() < deadline, "no migration logged");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "stopped by {status}; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

@@ -222,6 +222,8 @@ fn usage_errors_exit_1_and_every_command_has_help_with_an_example() {
         &["tail"],
         &["history"],
         &["completions"],
+        &["config"],
+        &["config", "set"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -232,6 +234,22 @@ fn usage_errors_exit_1_and_every_command_has_help_with_an_example() {
             out.stdout.contains("Example") && out.stdout.contains("quickchat "),
             "`quickchat {}` shows an example: {}",
             args.join(" "),
+            out.stdout
+        );
+        // The global flags once, under their own heading, not among the command's own.
+        let global = out
+            .stdout
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("`quickchat {}`: no global options section", args.join(" ")));
+        assert_eq!(
+            out.stdout.matches("--server <SERVER>").count(),
+            1,
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.find("--server <SERVER>").unwrap() > global,
+            "{}",
             out.stdout
         );
     }
