@@ -1,9 +1,13 @@
 //! Support shared by QuickChat's end-to-end suites (`tests/api`, `tests/cluster`,
-//! `tests/cli`): server nodes and persisters as real processes ([`process`]) and a TCP proxy
-//! a test can cut or freeze ([`proxy`]).
+//! `tests/cli`): a real server on port 0 in the test's own process and the calls every test
+//! makes of it ([`app`]), a `Chat` stream client ([`chat_client`]), server nodes and
+//! persisters as real processes ([`process`]), and a TCP proxy a test can cut or freeze
+//! ([`proxy`]).
 //!
 //! The binaries of this crate are the programs those suites run: `qc-node` is the server
 //! (`quickchat-server`'s program, `startup::main`) and `qc-cli` the `quickchat` command line.
 
+pub mod app;
+pub mod chat_client;
 pub mod process;
 pub mod proxy;

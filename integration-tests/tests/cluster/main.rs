@@ -6,17 +6,11 @@
 //! (required: `scripts/test.sh` starts a broker and sets it). Each test gets its own
 //! database, Redis key prefix, Kafka topic and consumer group, so tests run in parallel.
 
-#[allow(dead_code)]
-#[path = "../api/chat_client.rs"]
-mod chat_client;
 mod faults;
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod killed;
 mod multi_node;
 mod nodes;
 mod takeover;
 mod traffic;
 
-use quickchat_integration_tests::{process, proxy};
+use quickchat_integration_tests::{app as helpers, chat_client, process, proxy};

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::helpers::{TestApp, authed};
+use crate::app::{TestApp, authed};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
