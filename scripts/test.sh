@@ -6,7 +6,9 @@
 #   2. the API suite again on PostgreSQL (a fresh database per test);
 #   3. the browser app: its unit tests (Vitest) and the end-to-end scenario in headless
 #      Chromium against a real server (scripts/web.sh test; needs Node.js 20+ and npm,
-#      installs Chromium with apt-get when missing). Skipped when arguments are given.
+#      installs Chromium with apt-get when missing);
+#   4. the README's buf curl walkthrough, run as written against a real server
+#      (scripts/walkthrough.sh). 3 and 4 are skipped when arguments are given.
 # Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
 # Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
 # (scripts/kafka.sh).
@@ -50,4 +52,6 @@ QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -
 if [[ $# -eq 0 ]]; then
   echo "== browser app: unit tests and the end-to-end scenario in Chromium" >&2
   scripts/web.sh test
+  echo "== the README's buf curl walkthrough, as written, against a real server" >&2
+  scripts/walkthrough.sh
 fi
