@@ -15,11 +15,10 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 use tonic::transport::Channel;
 
-use crate::helpers::{create_group_on, join_on, register_on};
 use crate::nodes::{ClusterEnv, PrivateBroker, PrivateRedis, free_address};
 use crate::process::ServerProcess;
 use crate::proxy::CuttableProxy;
-use crate::traffic::{Balancer, ClientLog, Member, Traffic, Verdict};
+use crate::traffic::{Balancer, ClientLog, Traffic, Verdict, address, channel_to, rooms_on};
 
 /// Rooms and members of the steady traffic, and how often each member sends.
 const ROOMS: usize = 2;
@@ -28,43 +27,6 @@ const SEND_EVERY: Duration = Duration::from_millis(100);
 
 /// How long the clients get to have their last sends acked, and the store to hold them.
 const DRAIN: Duration = Duration::from_secs(60);
-
-async fn channel_to(node: &ServerProcess) -> Channel {
-    Channel::from_shared(format!("http://{}", node.addr.expect("a node")))
-        .unwrap()
-        .connect()
-        .await
-        .expect("node reachable")
-}
-
-/// `ROOMS` rooms with `MEMBERS_PER_ROOM` joined members each, made through `node`.
-async fn rooms(node: &ServerProcess) -> Vec<Member> {
-    let channel = channel_to(node).await;
-    let mut members = Vec::new();
-    for r in 0..ROOMS {
-        let owner = register_on(&channel, &format!("Owner{r}")).await;
-        let group =
-            create_group_on(&channel, &owner.access_token, &format!("Fault room {r}")).await;
-        for m in 0..MEMBERS_PER_ROOM {
-            let name = format!("Member{r}x{m}");
-            let token = join_on(&channel, &group.id, &name).await.member_token;
-            members.push(Member {
-                group_id: group.id.clone(),
-                name,
-                token,
-            });
-        }
-    }
-    members
-}
-
-fn address(node: &ServerProcess) -> String {
-    node.addr.expect("a node").to_string()
-}
-
-fn balancer(nodes: &[ServerProcess]) -> Balancer {
-    Balancer::new(nodes.iter().map(address))
-}
 
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|a| (*a).to_owned()));
@@ -75,8 +37,8 @@ fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
 async fn a_node_killed_under_load_loses_no_acked_message() {
     let env = ClusterEnv::new().await;
     let mut nodes: Vec<ServerProcess> = (0..3).map(|_| ServerProcess::start(&env.args())).collect();
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[1]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[1], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 
@@ -109,8 +71,8 @@ async fn the_persister_killed_mid_batch_and_restarted_loses_nothing() {
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&node_args)).collect();
     let persister_args = with(env.args(), &["persister"]);
     let mut persister = ServerProcess::start(&persister_args);
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 
@@ -141,8 +103,8 @@ async fn redis_restarted_empty_is_survived_and_clients_are_told() {
     let mut env = ClusterEnv::new().await;
     env.redis_url = redis.url.clone();
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 
@@ -170,8 +132,8 @@ async fn kafka_stopped_for_ten_seconds_fails_sends_fast_and_loses_nothing() {
     env.kafka_brokers = proxy.addr.to_string();
     env.cluster.kafka_produce_timeout_ms = 2_000;
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 
@@ -223,8 +185,8 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
     url.set_port(Some(proxy.addr.port())).unwrap();
     env.database_url = url.to_string();
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 
@@ -324,7 +286,7 @@ async fn a_half_open_client_loses_its_streams_and_presence_within_the_keepalive_
         ],
     );
     let node = ServerProcess::start(&args);
-    let members = rooms(&node).await;
+    let members = rooms_on(&node, ROOMS, MEMBERS_PER_ROOM).await;
     let (ann, olga) = (&members[0], &members[1]);
     let proxy = CuttableProxy::start(node.addr.unwrap()).await;
     let through_proxy = Channel::from_shared(format!("http://{}", proxy.addr))
@@ -398,8 +360,8 @@ fn footprint(pid: u32) -> (u64, usize) {
 async fn a_soak_at_moderate_load_keeps_memory_and_descriptors_flat_and_logs_no_error() {
     let env = ClusterEnv::new().await;
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
-    let balancer = balancer(&nodes);
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     let length = soak_length();
     let warm_up = Duration::from_secs(5).min(length / 4);

@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use tonic::transport::Channel;
 
-use crate::helpers::{create_group_on, join_on, register_on};
 use crate::nodes::ClusterEnv;
 use crate::process::ServerProcess;
-use crate::traffic::{Balancer, Member, Traffic, Verdict};
+use crate::traffic::{Balancer, Traffic, Verdict, address, rooms_on};
 
 /// Rooms and members of the steady traffic, and how often each member sends: enough rooms
 /// that both nodes' partitions carry some.
@@ -29,35 +27,6 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// Beyond the takeover bound: the watchdog's next measurement, the rejoin, and reading and
 /// storing the backlog.
 const CATCH_UP: Duration = Duration::from_secs(5);
-
-/// `ROOMS` rooms with `MEMBERS_PER_ROOM` joined members each, made through `node`.
-async fn rooms(node: &ServerProcess) -> Vec<Member> {
-    let channel = Channel::from_shared(format!("http://{}", address(node)))
-        .unwrap()
-        .connect()
-        .await
-        .expect("node reachable");
-    let mut members = Vec::new();
-    for r in 0..ROOMS {
-        let owner = register_on(&channel, &format!("Owner{r}")).await;
-        let group =
-            create_group_on(&channel, &owner.access_token, &format!("Takeover room {r}")).await;
-        for m in 0..MEMBERS_PER_ROOM {
-            let name = format!("Member{r}x{m}");
-            let token = join_on(&channel, &group.id, &name).await.member_token;
-            members.push(Member {
-                group_id: group.id.clone(),
-                name,
-                token,
-            });
-        }
-    }
-    members
-}
-
-fn address(node: &ServerProcess) -> String {
-    node.addr.expect("a node").to_string()
-}
 
 /// The consumer lag `node`'s persister shows, per partition it reads.
 async fn lags(node: &ServerProcess) -> BTreeMap<i32, i64> {
@@ -109,8 +78,8 @@ async fn a_node_killed_for_good_has_its_acked_messages_stored_by_the_survivor_wi
         );
         sleep(Duration::from_millis(250)).await;
     }
-    let balancer = Balancer::new(nodes.iter().map(address));
-    let members = rooms(&nodes[0]).await;
+    let balancer = Balancer::over(&nodes);
+    let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;
     let traffic = Traffic::start(&members, &balancer, SEND_EVERY);
     sleep(Duration::from_secs(3)).await;
 

@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::helpers::authed;
+use crate::helpers::{authed, create_group_on, join_on, register_on};
+use crate::process::ServerProcess;
 
 /// Longest a send may go unanswered before its stream is considered broken.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(15);
@@ -35,6 +36,11 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(15);
 pub struct Balancer(Arc<Mutex<Vec<String>>>);
 
 impl Balancer {
+    /// A balancer in front of `nodes`.
+    pub fn over(nodes: &[ServerProcess]) -> Self {
+        Self::new(nodes.iter().map(address))
+    }
+
     pub fn new(addresses: impl IntoIterator<Item = String>) -> Self {
         let balancer = Self::default();
         balancer.set(addresses);
@@ -53,6 +59,41 @@ impl Balancer {
         let addresses = self.0.lock().unwrap();
         (!addresses.is_empty()).then(|| addresses[n % addresses.len()].clone())
     }
+}
+
+/// Where `node` serves gRPC, as `host:port`.
+pub fn address(node: &ServerProcess) -> String {
+    node.addr.expect("a node").to_string()
+}
+
+/// A connection to `node`.
+pub async fn channel_to(node: &ServerProcess) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", address(node)))
+        .unwrap()
+        .connect()
+        .await
+        .expect("node reachable")
+}
+
+/// `rooms` rooms, each with an owner and `members_per_room` joined members, made through
+/// `node`: the members the traffic runs on.
+pub async fn rooms_on(node: &ServerProcess, rooms: usize, members_per_room: usize) -> Vec<Member> {
+    let channel = channel_to(node).await;
+    let mut members = Vec::new();
+    for r in 0..rooms {
+        let owner = register_on(&channel, &format!("Owner{r}")).await;
+        let group = create_group_on(&channel, &owner.access_token, &format!("Room {r}")).await;
+        for m in 0..members_per_room {
+            let name = format!("Member{r}x{m}");
+            let token = join_on(&channel, &group.id, &name).await.member_token;
+            members.push(Member {
+                group_id: group.id.clone(),
+                name,
+                token,
+            });
+        }
+    }
+    members
 }
 
 /// One member of a room, with its credential.
