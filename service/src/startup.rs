@@ -35,9 +35,9 @@ use crate::metrics::{self, Metrics};
 use crate::rate_limit::{
     AttemptGuard, AttemptLimit, AttemptLimiter, RedisAttemptLimiter, TokenBuckets,
 };
-use crate::relay::RoomRelay;
-use crate::relay::memory::InProcessRelay;
+use crate::relay::memory::{InProcessPresence, InProcessRelay};
 use crate::relay::redis::{PresenceTiming, RedisRelay};
+use crate::relay::{Presence, RoomRelay};
 use crate::settings::{ServerCli, ServerCommand, Settings};
 use crate::store::Store;
 use crate::tls;
@@ -133,9 +133,9 @@ impl Application {
         );
         let oidc = settings.oidc.clone().map(OidcVerifier::new).transpose()?;
 
-        let relay: Arc<dyn RoomRelay> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisRelay::connect(
+        let (relay, presence): (Arc<dyn RoomRelay>, Arc<dyn Presence>) = match &settings.redis_url {
+            Some(url) => {
+                let relay = RedisRelay::connect(
                     url,
                     &settings.cluster.redis_key_prefix,
                     settings.relay_window,
@@ -148,13 +148,18 @@ impl Application {
                 )
                 .await
                 .context("cannot start the Redis relay")?
-                .with_tail_of(settings.kafka_brokers.as_deref(), &settings.cluster),
+                .with_tail_of(settings.kafka_brokers.as_deref(), &settings.cluster);
+                let presence = Arc::new(relay.presence());
+                (Arc::new(relay), presence)
+            }
+            None => (
+                Arc::new(InProcessRelay::new(
+                    store.clone(),
+                    settings.relay_window,
+                    settings.room_feed_capacity,
+                )),
+                Arc::new(InProcessPresence::default()),
             ),
-            None => Arc::new(InProcessRelay::new(
-                store.clone(),
-                settings.relay_window,
-                settings.room_feed_capacity,
-            )),
         };
         let metrics = Arc::new(Metrics::new());
         let stop_persister = CancellationToken::new();
@@ -212,6 +217,7 @@ impl Application {
         let chat = Arc::new(ChatHub::new(
             store.clone(),
             relay,
+            presence,
             log,
             settings.chat.clone(),
             metrics,

@@ -63,7 +63,7 @@ impl AdminApi {
                 .await?
                 .map(|g| g.title)
                 .unwrap_or_default();
-            let online = hub.relay().online(group_id).await.unwrap_or_default();
+            let online = hub.presence().online(group_id).await.unwrap_or_default();
             rooms.push(v1::RoomOverview {
                 group_id: group_id.to_string(),
                 title,

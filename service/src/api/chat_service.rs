@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use prost::Message as _;
 use quickchat_proto::frames::{EventFrame, chat_service_server::ChatService};
 use quickchat_proto::v1;
@@ -12,8 +12,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{ClientAddr, SharedState, parse_id};
-use crate::chat::outbound::{self, EventStream, Outgoing};
-use crate::chat::{ChatHub, PendingSends};
+use crate::chat::ChatHub;
+use crate::chat::outbound::{EventStream, Outgoing, StreamEnd};
+use crate::chat::stream::Command;
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
 use crate::room::{ChatMessage, Participant, Position};
@@ -109,15 +110,70 @@ impl From<Outgoing> for EventFrame {
             }),
             Outgoing::SendRejected {
                 client_message_id,
-                status,
-            } => Event::SendRejected(v1::SendRejected {
-                client_message_id,
-                code: status.code() as i32,
-                message: status.message().to_owned(),
-            }),
+                error,
+            } => {
+                let status = Status::from(error);
+                Event::SendRejected(v1::SendRejected {
+                    client_message_id,
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                })
+            }
         };
         EventFrame::encode(&v1::ChatResponse { event: Some(event) })
     }
+}
+
+/// How a room stream's end reaches the client.
+impl From<StreamEnd> for Status {
+    fn from(why: StreamEnd) -> Self {
+        match why {
+            StreamEnd::Left => Status::ok("left the room"),
+            StreamEnd::ShuttingDown => Status::unavailable(
+                "server shutting down; reconnect and resume from your last offset",
+            ),
+            StreamEnd::FeedEnded => Status::unavailable(
+                "the room feed ended; reconnect and resume from your last offset",
+            ),
+            StreamEnd::SlowReader => Status::resource_exhausted(
+                "slow consumer: the client did not read its stream fast enough",
+            ),
+            StreamEnd::Lagged => {
+                Status::resource_exhausted("slow consumer: the client fell too far behind the room")
+            }
+            StreamEnd::Reset => Status::aborted("the room was reset; rejoin and reload history"),
+            StreamEnd::Missed => {
+                Status::aborted("messages were missed; rejoin from your last offset")
+            }
+            StreamEnd::GroupDeleted => Status::not_found("The group was deleted."),
+        }
+    }
+}
+
+/// A room stream as the RPC's response stream.
+fn frames(events: EventStream) -> ResponseStream<EventFrame> {
+    Box::pin(events.map(|event| event.map(EventFrame::from).map_err(Status::from)))
+}
+
+/// What the client asks for on its `Chat` stream, until it half-closes or the connection
+/// breaks; requests with no kind are skipped.
+fn commands(
+    requests: Streaming<v1::ChatRequest>,
+) -> impl Stream<Item = Command> + Send + Unpin + 'static {
+    use v1::chat_request::Kind;
+    requests
+        .take_while(|request| futures::future::ready(request.is_ok()))
+        .filter_map(|request| {
+            futures::future::ready(request.ok().and_then(|r| r.kind).map(|kind| match kind {
+                Kind::Join(_) => Command::Join,
+                Kind::Typing(_) => Command::Typing,
+                Kind::Send(send) => Command::Send {
+                    client_message_id: send.client_message_id,
+                    body: send.body,
+                },
+            }))
+        })
+        .boxed()
 }
 
 /// An offset a client sent: offsets are stored as signed 64-bit integers, so anything
@@ -170,23 +226,18 @@ impl ChatService for ChatApi {
             }
         };
         let group_id = parse_id("group_id", &join.group_id)?;
-        let hub = self.hub().clone();
+        let hub = self.hub();
         let who = hub.authorize(&principal, group_id).await?;
-
-        let (out, stream) =
-            outbound::channel::<EventFrame>(self.state.chat_settings.outbound_capacity);
-        let pending = PendingSends::default();
-        hub.open(
-            who.clone(),
-            &client,
-            group_id,
-            since(join.since),
-            out.clone(),
-            Some(pending.clone()),
-        )
-        .await?;
-        tokio::spawn(handle_requests(hub, who, group_id, requests, out, pending));
-        Ok(Response::new(Box::pin(stream) as Self::ChatStream))
+        let events = hub
+            .open_chat(
+                who,
+                &client,
+                group_id,
+                since(join.since),
+                commands(requests),
+            )
+            .await?;
+        Ok(Response::new(frames(events)))
     }
 
     #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
@@ -197,19 +248,12 @@ impl ChatService for ChatApi {
         let (who, group_id) = self
             .participant(&request, &request.get_ref().group_id)
             .await?;
-        let (out, stream): (_, EventStream<EventFrame>) =
-            outbound::channel(self.state.chat_settings.outbound_capacity);
-        self.hub()
-            .open(
-                who,
-                &ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string(),
-                group_id,
-                since(request.into_inner().since),
-                out,
-                None,
-            )
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string();
+        let events = self
+            .hub()
+            .open_subscription(who, &client, group_id, since(request.into_inner().since))
             .await?;
-        Ok(Response::new(Box::pin(stream) as Self::SubscribeStream))
+        Ok(Response::new(frames(events)))
     }
 
     #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
@@ -273,64 +317,6 @@ impl ChatService for ChatApi {
             messages: messages.iter().map(message_to_proto).collect(),
             has_more,
         }))
-    }
-}
-
-/// Reads a `Chat` stream's requests after the join: each send is answered with an ack or a
-/// rejection on the same stream (the stream stays open); typing is relayed. Ends when the
-/// client closes its side, the response stream ends, or the server shuts down.
-async fn handle_requests(
-    hub: Arc<ChatHub>,
-    who: Participant,
-    group_id: Uuid,
-    mut requests: Streaming<v1::ChatRequest>,
-    out: outbound::Outbound,
-    pending: PendingSends,
-) {
-    use v1::chat_request::Kind;
-    loop {
-        let request = tokio::select! {
-            _ = out.closed() => return,
-            request = requests.message() => request,
-        };
-        let kind = match request {
-            Ok(Some(v1::ChatRequest { kind: Some(kind) })) => kind,
-            Ok(Some(_)) => continue,
-            // The client is done (half-close) or the connection broke: leave the room.
-            Ok(None) | Err(_) => {
-                out.end(Status::ok("left the room"));
-                return;
-            }
-        };
-        let pushed = match kind {
-            Kind::Join(_) => out.push(Outgoing::SendRejected {
-                client_message_id: String::new(),
-                status: Status::failed_precondition(
-                    "already joined; open another stream for another room",
-                ),
-            }),
-            Kind::Typing(_) => match hub.typing(&who, group_id).await {
-                Ok(()) => Ok(()),
-                Err(err) => {
-                    tracing::debug!(error = %err, "typing not relayed");
-                    Ok(())
-                }
-            },
-            Kind::Send(send) => {
-                hub.send_on_stream(
-                    &who,
-                    group_id,
-                    send.client_message_id,
-                    &send.body,
-                    &pending,
-                    &out,
-                )
-                .await
-            }
-        };
-        if pushed.is_err() {
-            return;
-        }
     }
 }
 

@@ -1,8 +1,9 @@
-//! The server-to-client half of a room stream. Producers (the room pump and, on `Chat`, the
-//! request handler) push [`Outgoing`] events into a bounded queue; [`EventStream`] is what
-//! tonic sends. A full queue means the client is not reading: the stream is ended with
-//! `RESOURCE_EXHAUSTED` instead of letting memory grow. A terminal status (deleted group,
-//! shutdown, slow consumer) overtakes whatever is still queued.
+//! The queue between a room stream's producers (the pump and, on `Chat`, the commands
+//! handler) and the API edge. Producers push [`Outgoing`] events into a bounded queue;
+//! [`EventStream`] yields them to the edge, which encodes them. A full queue means the
+//! client is not reading: the stream is ended ([`StreamEnd::SlowReader`]) instead of letting
+//! memory grow. An ending other than [`StreamEnd::Left`] (deleted group, shutdown, slow
+//! consumer) overtakes whatever is still queued.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,12 +13,12 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
 
+use crate::error::ApiError;
 use crate::room::{ChatMessage, Participant};
 
 /// One event for one client.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outgoing {
     Joined {
         epoch: String,
@@ -35,8 +36,29 @@ pub enum Outgoing {
     MemberLeft(Participant),
     SendRejected {
         client_message_id: String,
-        status: Status,
+        error: ApiError,
     },
+}
+
+/// Why a room stream ended. The API edge turns it into the call's final status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The client left (closed its side): the stream ends normally after what is queued.
+    Left,
+    /// The server is shutting down; the client reconnects and resumes.
+    ShuttingDown,
+    /// The relay's feed of the room ended; the client reconnects and resumes.
+    FeedEnded,
+    /// The client did not read its stream fast enough: its queue filled up.
+    SlowReader,
+    /// The client fell so far behind the room that the relay dropped events for it.
+    Lagged,
+    /// The room lost its state (a new epoch): rejoin and reload history.
+    Reset,
+    /// Messages were missed and could not be filled in: rejoin from the last offset.
+    Missed,
+    /// The group was deleted.
+    GroupDeleted,
 }
 
 /// Why a push failed: the stream is over either way.
@@ -52,12 +74,12 @@ pub enum Gone {
 #[derive(Clone)]
 pub struct Outbound {
     queue: mpsc::Sender<Outgoing>,
-    end: Arc<Mutex<Option<oneshot::Sender<Status>>>>,
+    end: Arc<Mutex<Option<oneshot::Sender<StreamEnd>>>>,
     ended: CancellationToken,
 }
 
-/// A connected pair: push into the [`Outbound`], hand the [`EventStream`] to tonic.
-pub fn channel<T>(capacity: usize) -> (Outbound, EventStream<T>) {
+/// A connected pair: push into the [`Outbound`], hand the [`EventStream`] to the edge.
+pub fn channel(capacity: usize) -> (Outbound, EventStream) {
     let (queue, rx) = mpsc::channel(capacity.max(1));
     let (end, end_rx) = oneshot::channel();
     (
@@ -71,7 +93,6 @@ pub fn channel<T>(capacity: usize) -> (Outbound, EventStream<T>) {
             end: Some(end_rx),
             draining: false,
             finished: false,
-            _into: std::marker::PhantomData,
         },
     )
 }
@@ -83,9 +104,7 @@ impl Outbound {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.end(Status::resource_exhausted(
-                    "slow consumer: the client did not read its stream fast enough",
-                ));
+                self.end(StreamEnd::SlowReader);
                 Err(Gone::SlowConsumer)
             }
         }
@@ -96,11 +115,11 @@ impl Outbound {
         self.queue.send(event).await.map_err(|_| Gone::Closed)
     }
 
-    /// Ends the stream with `status` (the first call wins). An error status overtakes the
-    /// queued events; `OK` ends the stream after what is already queued.
-    pub fn end(&self, status: Status) {
+    /// Ends the stream (the first call wins). Any ending but [`StreamEnd::Left`] overtakes
+    /// the queued events; `Left` ends the stream after what is already queued.
+    pub fn end(&self, why: StreamEnd) {
         if let Some(end) = self.end.lock().expect("outbound lock poisoned").take() {
-            let _ = end.send(status);
+            let _ = end.send(why);
         }
         self.ended.cancel();
     }
@@ -114,19 +133,17 @@ impl Outbound {
     }
 }
 
-/// The stream tonic sends: queued events converted to the RPC's response type, or the
-/// terminal status.
-pub struct EventStream<T> {
+/// What the API edge sends: the queued events, then the ending unless the client left.
+pub struct EventStream {
     queue: mpsc::Receiver<Outgoing>,
-    end: Option<oneshot::Receiver<Status>>,
-    /// Ended with `OK`: send what is queued, then finish.
+    end: Option<oneshot::Receiver<StreamEnd>>,
+    /// The client left: send what is queued, then finish.
     draining: bool,
     finished: bool,
-    _into: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: From<Outgoing>> Stream for EventStream<T> {
-    type Item = Result<T, Status>;
+impl Stream for EventStream {
+    type Item = Result<Outgoing, StreamEnd>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.finished {
@@ -134,13 +151,13 @@ impl<T: From<Outgoing>> Stream for EventStream<T> {
         }
         if let Some(end) = self.end.as_mut() {
             match Pin::new(end).poll(cx) {
-                Poll::Ready(Ok(status)) if status.code() == Code::Ok => {
+                Poll::Ready(Ok(StreamEnd::Left)) => {
                     self.end = None;
                     self.draining = true;
                 }
-                Poll::Ready(Ok(status)) => {
+                Poll::Ready(Ok(why)) => {
                     self.finished = true;
-                    return Poll::Ready(Some(Err(status)));
+                    return Poll::Ready(Some(Err(why)));
                 }
                 // Every producer is gone without a verdict: drain the queue, then end.
                 Poll::Ready(Err(_)) => self.end = None,
@@ -148,7 +165,7 @@ impl<T: From<Outgoing>> Stream for EventStream<T> {
             }
         }
         match self.queue.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(T::from(event)))),
+            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
             Poll::Ready(None) => {
                 self.finished = true;
                 Poll::Ready(None)

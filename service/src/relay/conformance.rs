@@ -278,44 +278,6 @@ pub async fn ephemeral_events_reach_subscribers_but_are_not_replayed<
     }
 }
 
-pub async fn presence_counts_streams_per_participant<R: RoomRelay, F: Future<Output = R>>(
-    make: impl Fn(usize) -> F,
-) {
-    let relay = make(100).await;
-    let group = Uuid::new_v4();
-    let ann = Participant {
-        id: Uuid::new_v4(),
-        name: "Ann".into(),
-    };
-    let bob = Participant {
-        id: Uuid::new_v4(),
-        name: "Bob".into(),
-    };
-    assert!(
-        relay.presence_join(group, &ann).await.unwrap(),
-        "first stream: came online"
-    );
-    assert!(
-        !relay.presence_join(group, &ann).await.unwrap(),
-        "second stream: already online"
-    );
-    assert!(relay.presence_join(group, &bob).await.unwrap());
-    assert_eq!(
-        relay.online(group).await.unwrap(),
-        [ann.clone(), bob.clone()]
-    );
-    assert!(
-        !relay.presence_leave(group, &ann).await.unwrap(),
-        "one stream left"
-    );
-    assert!(
-        relay.presence_leave(group, &ann).await.unwrap(),
-        "last stream: went offline"
-    );
-    assert_eq!(relay.online(group).await.unwrap(), [bob]);
-    assert!(relay.online(Uuid::new_v4()).await.unwrap().is_empty());
-}
-
 pub async fn rooms_are_isolated<R: RoomRelay, F: Future<Output = R>>(make: impl Fn(usize) -> F) {
     let relay = make(100).await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -368,7 +330,6 @@ macro_rules! relay_conformance_suite {
             replay_serves_the_window_and_says_what_it_lacks,
             recent_returns_the_newest_messages_oldest_first,
             ephemeral_events_reach_subscribers_but_are_not_replayed,
-            presence_counts_streams_per_participant,
             rooms_are_isolated,
             closing_a_room_tells_its_subscribers,
         );

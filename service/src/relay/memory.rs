@@ -1,11 +1,11 @@
-//! The embedded relay: rooms live in this process. Each room has a broadcast channel for its
-//! live feed, a bounded replay window, the dedupe keys of the messages in that window, and
-//! its presence counts. A room's first offset continues from the newest stored message, so
+//! The embedded relay and presence: rooms live in this process. Each room has a broadcast
+//! channel for its live feed, a bounded replay window and the dedupe keys of the messages in
+//! that window; presence is this process's stream counts ([`InProcessPresence`]). A room's first offset continues from the newest stored message, so
 //! offsets stay unique across restarts; the epoch is new for every process, because a
 //! message published just before a crash may never have been stored.
 //!
-//! Memory stays bounded by the rooms in use: a room nobody subscribes to, nobody is present
-//! in and nobody published to for a while is forgotten (its messages are in the store). If it
+//! Memory stays bounded by the rooms in use: a room nobody subscribes to and nobody
+//! published to for a while is forgotten (its messages are in the store). If it
 //! is used again it starts over from the store under a new epoch, so a client that still
 //! holds a position from before is told recovery is impossible rather than trusting offsets
 //! that may have been reassigned.
@@ -16,13 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use tokio::sync::{OnceCell, broadcast};
 use tokio::time::Instant;
-use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
-use super::{Lagged, Published, RelayError, Replay, RoomRelay, Subscription};
+use super::local::{self, StreamCounts};
+use super::{Presence, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::Store;
 
@@ -59,8 +58,6 @@ struct RoomState {
     window: VecDeque<Arc<ChatMessage>>,
     /// (sender, client_message_id) of the messages in `window`.
     dedupe: HashMap<(Uuid, String), Arc<ChatMessage>>,
-    /// Open streams per participant.
-    presence: HashMap<Uuid, (Participant, usize)>,
     /// Last publish, subscribe or join.
     last_used: Option<Instant>,
 }
@@ -132,14 +129,13 @@ impl Room {
     }
 
     /// Whether forgetting the room now could lose anything: someone holds it (an operation
-    /// in flight), subscribes to it or is present, or it was used within `idle` (long
-    /// enough for any append of its messages to have finished).
+    /// in flight) or subscribes to it (every present participant does), or it was used
+    /// within `idle` (long enough for any append of its messages to have finished).
     fn in_use(self: &Arc<Self>, idle: Duration) -> bool {
         if Arc::strong_count(self) > 1 || self.feed.receiver_count() > 0 {
             return true;
         }
-        let state = self.state();
-        !state.presence.is_empty() || state.last_used.is_some_and(|t| t.elapsed() < idle)
+        self.state().last_used.is_some_and(|t| t.elapsed() < idle)
     }
 }
 
@@ -191,12 +187,10 @@ impl RoomRelay for InProcessRelay {
         let room = self.room(group_id).await?;
         let mut state = room.state();
         state.last_used = Some(Instant::now());
-        let events =
-            BroadcastStream::new(room.feed.subscribe()).map(|item| item.map_err(|_| Lagged));
         Ok(Subscription {
             epoch: room.epoch.clone(),
             head: state.last_offset,
-            events: events.boxed(),
+            events: local::feed_events(room.feed.subscribe()),
         })
     }
 
@@ -219,14 +213,12 @@ impl RoomRelay for InProcessRelay {
             .front()
             .map(|m| m.offset)
             .unwrap_or(state.last_offset + 1);
-        if after + 1 >= first_available || after >= up_to {
-            Ok(Replay::Complete(messages))
-        } else {
-            Ok(Replay::Partial {
-                first_available,
-                messages,
-            })
-        }
+        Ok(local::replay_outcome(
+            after,
+            up_to,
+            first_available,
+            messages,
+        ))
     }
 
     async fn recent(
@@ -238,43 +230,6 @@ impl RoomRelay for InProcessRelay {
         let state = room.state();
         let skip = state.window.len().saturating_sub(limit);
         Ok(state.window.iter().skip(skip).cloned().collect())
-    }
-
-    async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
-        let room = self.room(group_id).await?;
-        let mut state = room.state();
-        state.last_used = Some(Instant::now());
-        let entry = state
-            .presence
-            .entry(who.id)
-            .or_insert_with(|| (who.clone(), 0));
-        entry.1 += 1;
-        Ok(entry.1 == 1)
-    }
-
-    async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
-        let room = self.room(group_id).await?;
-        let mut state = room.state();
-        match state.presence.get_mut(&who.id) {
-            Some(entry) if entry.1 > 1 => {
-                entry.1 -= 1;
-                Ok(false)
-            }
-            Some(_) => {
-                state.presence.remove(&who.id);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError> {
-        let room = self.room(group_id).await?;
-        let state = room.state();
-        let mut online: Vec<Participant> =
-            state.presence.values().map(|(p, _)| p.clone()).collect();
-        online.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(online)
     }
 
     async fn close_room(&self, group_id: Uuid) -> Result<(), RelayError> {
@@ -291,6 +246,32 @@ impl RoomRelay for InProcessRelay {
     }
 }
 
+/// Presence of the embedded default: this process's streams are everyone's.
+#[derive(Default)]
+pub struct InProcessPresence {
+    streams: StreamCounts,
+}
+
+#[async_trait]
+impl Presence for InProcessPresence {
+    async fn join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        Ok(self.streams.open(group_id, who))
+    }
+
+    async fn leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        Ok(self.streams.close(group_id, who))
+    }
+
+    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError> {
+        Ok(self.streams.online(group_id))
+    }
+
+    async fn forget_room(&self, group_id: Uuid) -> Result<(), RelayError> {
+        self.streams.forget_room(group_id);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +284,12 @@ mod tests {
     }
 
     crate::relay_conformance_suite!(relay);
+
+    async fn presence() -> InProcessPresence {
+        InProcessPresence::default()
+    }
+
+    crate::presence_conformance_suite!(presence);
 
     #[tokio::test]
     async fn unused_rooms_are_forgotten_and_restart_from_the_store_under_a_new_epoch() {

@@ -1,17 +1,25 @@
 //! The room relay: how a message sent on one connection reaches every subscriber of its
 //! room, and how a reconnecting client catches up.
 //!
-//! The relay assigns each room's offsets (strictly +1 per message, atomically, whichever
-//! node publishes), keeps a bounded replay window of recent messages, fans events out to
-//! subscribers, and tracks who is online. [`memory::InProcessRelay`] is the embedded
-//! default; the Redis Streams relay of distributed mode implements the same trait and must
-//! pass the same conformance suite ([`conformance`]).
+//! Two traits, each with a conformance suite every backend passes:
+//! - [`RoomRelay`] assigns each room's offsets (strictly +1 per message, atomically,
+//!   whichever node publishes), keeps a bounded replay window of recent messages and fans
+//!   events out to subscribers ([`conformance`]);
+//! - [`Presence`] tracks who is online in a room, per participant rather than per stream
+//!   ([`presence_conformance`]).
+//!
+//! [`memory`] is the embedded default (both in this process); [`redis`] is distributed mode
+//! (Redis Streams, and presence shared by every node). What a backend does the same way on
+//! its own node either way lives in [`local`].
 
+pub mod local;
 pub mod memory;
 pub mod redis;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod presence_conformance;
 
 use std::sync::Arc;
 
@@ -112,20 +120,28 @@ pub trait RoomRelay: Send + Sync + 'static {
         up_to: u64,
     ) -> Result<Replay, RelayError>;
 
-    /// Marks one more stream of `who` in the room; true if it is their first (they came
-    /// online). Presence is per participant, not per stream.
-    async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError>;
-
-    /// Marks one stream of `who` closed; true if it was their last (they went offline).
-    async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError>;
-
-    /// Who is online in the room.
-    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError>;
-
     /// Forgets the room (its group was deleted) after telling subscribers with
     /// [`RoomEvent::Closed`].
     async fn close_room(&self, group_id: Uuid) -> Result<(), RelayError>;
 
     /// Stops background work (readers, heartbeats) at shutdown. Nothing to do by default.
     async fn close(&self) {}
+}
+
+/// Who is online in each room. Presence is per participant, not per stream: someone with
+/// two tabs open is online once, and goes offline when the last one closes.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Marks one more stream of `who` in the room; true if it is their first (they came
+    /// online).
+    async fn join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError>;
+
+    /// Marks one stream of `who` closed; true if it was their last (they went offline).
+    async fn leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError>;
+
+    /// Who is online in the room, by name (see [`local::sort_online`]).
+    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError>;
+
+    /// Forgets everyone in the room (its group was deleted).
+    async fn forget_room(&self, group_id: Uuid) -> Result<(), RelayError>;
 }

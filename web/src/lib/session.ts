@@ -84,12 +84,17 @@ export async function signOut() {
   }
 }
 
-function schedule() {
+/** Refresh again this long after a refresh failed for a reason other than a refused token. */
+const RETRY_MS = 5_000;
+
+function schedule(after?: number) {
   if (timer) clearTimeout(timer);
   timer = undefined;
   if (!current || typeof window === "undefined") return;
-  const due = Math.max(current.accessExpiresAt - REFRESH_MARGIN_MS - Date.now(), 1_000);
-  timer = setTimeout(() => void refresh(), due);
+  const due = after ?? Math.max(current.accessExpiresAt - REFRESH_MARGIN_MS - Date.now(), 1_000);
+  // A failed timed refresh (server down, network gone) tries again instead of leaving the
+  // token to expire unrefreshed.
+  timer = setTimeout(() => refresh().catch(() => schedule(RETRY_MS)), due);
 }
 
 async function withLock<T>(work: () => Promise<T>): Promise<T> {
@@ -134,6 +139,10 @@ export async function accessToken(): Promise<string | undefined> {
   if (current.accessExpiresAt - Date.now() > REFRESH_MARGIN_MS / 2) return current.accessToken;
   return (await refresh())?.accessToken;
 }
+
+// A reloaded page keeps refreshing the stored session on time, not only when a call finds the
+// token stale.
+schedule();
 
 /** Clients acting as the signed-in user. */
 export const userClients: Clients = clients(accessToken);

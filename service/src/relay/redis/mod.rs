@@ -46,11 +46,11 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Lagged, Published, RelayError, Replay, RoomRelay, Subscription};
+use super::local::{self, StreamCounts};
+use super::{Presence, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::log::LogTail;
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::Store;
@@ -67,6 +67,7 @@ mod tests;
 use codec::*;
 use feed::*;
 use keys::Keys;
+pub use presence::RedisPresence;
 use presence::*;
 use scripts::*;
 
@@ -149,8 +150,9 @@ struct Inner {
     display_url: String,
     /// Rooms with subscribers on this node.
     rooms: Mutex<HashMap<Uuid, LocalRoom>>,
-    /// Open streams of each participant on this node, per room.
-    local_presence: Mutex<HashMap<(Uuid, Uuid), (Participant, usize)>>,
+    /// Open streams of each participant on this node, per room: the presence entries this
+    /// node writes and refreshes.
+    local_presence: StreamCounts,
     /// Held (the stripe of one participant in one room) while this node writes that
     /// participant's presence to Redis, so that a heartbeat's refresh can never land after
     /// a leave it did not see and put them back online (a ghost until the ttl; found when
@@ -214,6 +216,13 @@ fn build_client(
 }
 
 impl RedisRelay {
+    /// This node's side of cluster-wide presence, kept alive by this relay's heartbeat.
+    pub fn presence(&self) -> RedisPresence {
+        RedisPresence {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// Seeds rooms that lost their state past `tail` too (see [`EPOCH_GAP`]); without it,
     /// past the store's newest offset.
     pub fn with_log_tail(self, tail: Arc<dyn LogTail>) -> Self {
@@ -281,6 +290,7 @@ impl RedisRelay {
             leave: load(format!("{NOW_MS}{LEAVE}")).await?,
             online: load(format!("{NOW_MS}{ONLINE}")).await?,
             close: load(CLOSE.to_owned()).await?,
+            forget: load(FORGET.to_owned()).await?,
             wake: load(WAKE.to_owned()).await?,
         };
         let inner = Arc::new(Inner {
@@ -299,7 +309,7 @@ impl RedisRelay {
             scripts,
             display_url: display_url(url),
             rooms: Mutex::new(HashMap::new()),
-            local_presence: Mutex::new(HashMap::new()),
+            local_presence: StreamCounts::default(),
             presence_writes: (0..PRESENCE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -466,11 +476,10 @@ impl RoomRelay for RedisRelay {
         if opened {
             inner.wake_reader().await.map_err(unavailable)?;
         }
-        let events = BroadcastStream::new(receiver).map(|item| item.map_err(|_| Lagged));
         Ok(Subscription {
             epoch,
             head,
-            events: events.boxed(),
+            events: local::feed_events(receiver),
         })
     }
 
@@ -514,75 +523,12 @@ impl RoomRelay for RedisRelay {
                     .ok_or_else(|| malformed("replayed message"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if after + 1 >= first_available || after >= up_to {
-            Ok(Replay::Complete(messages))
-        } else {
-            Ok(Replay::Partial {
-                first_available,
-                messages,
-            })
-        }
-    }
-
-    async fn presence_join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
-        let inner = &self.inner;
-        let _write = inner.presence_lock(group_id, who.id).lock().await;
-        let first_here = {
-            let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
-            let entry = presence
-                .entry((group_id, who.id))
-                .or_insert_with(|| (who.clone(), 0));
-            entry.1 += 1;
-            entry.1 == 1
-        };
-        if !first_here {
-            return Ok(false);
-        }
-        match inner.touch(group_id, who).await {
-            Ok(first_anywhere) => Ok(first_anywhere),
-            Err(err) => {
-                let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
-                if let Some(entry) = presence.get_mut(&(group_id, who.id)) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
-                        presence.remove(&(group_id, who.id));
-                    }
-                }
-                Err(unavailable(err))
-            }
-        }
-    }
-
-    async fn presence_leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
-        let inner = &self.inner;
-        let _write = inner.presence_lock(group_id, who.id).lock().await;
-        {
-            let mut presence = inner.local_presence.lock().expect("presence lock poisoned");
-            match presence.get_mut(&(group_id, who.id)) {
-                Some(entry) if entry.1 > 1 => {
-                    entry.1 -= 1;
-                    return Ok(false);
-                }
-                Some(_) => {
-                    presence.remove(&(group_id, who.id));
-                }
-                None => return Ok(false),
-            }
-        }
-        // If this fails the entry is no longer refreshed and expires after the ttl.
-        let reply = inner
-            .eval(
-                &inner.scripts.leave,
-                vec![
-                    inner.keys.presence(group_id, who.id),
-                    inner.keys.online(group_id),
-                    inner.keys.names(group_id),
-                ],
-                vec![who.id.to_string(), inner.node_id.clone()],
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(reply.as_u64() == Some(1))
+        Ok(local::replay_outcome(
+            after,
+            up_to,
+            first_available,
+            messages,
+        ))
     }
 
     async fn recent(
@@ -614,37 +560,6 @@ impl RoomRelay for RedisRelay {
         Ok(messages)
     }
 
-    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError> {
-        let inner = &self.inner;
-        let reply = inner
-            .eval(
-                &inner.scripts.online,
-                vec![inner.keys.online(group_id), inner.keys.names(group_id)],
-                Vec::new(),
-            )
-            .await
-            .map_err(unavailable)?;
-        let values = match reply {
-            Value::Array(values) => values,
-            Value::Null => Vec::new(),
-            _ => return Err(malformed("online")),
-        };
-        let mut online = Vec::with_capacity(values.len() / 2);
-        let mut values = values.into_iter();
-        while let (Some(id), Some(name)) = (values.next(), values.next()) {
-            let id = id
-                .as_string()
-                .and_then(|id| Uuid::parse_str(&id).ok())
-                .ok_or_else(|| malformed("participant id"))?;
-            online.push(Participant {
-                id,
-                name: name.as_string().unwrap_or_default(),
-            });
-        }
-        online.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(online)
-    }
-
     async fn close_room(&self, group_id: Uuid) -> Result<(), RelayError> {
         let inner = &self.inner;
         // Every node's subscribers (this one's included) hear it through Pub/Sub.
@@ -656,18 +571,11 @@ impl RoomRelay for RedisRelay {
                     inner.keys.meta(group_id),
                     inner.keys.stream(group_id),
                     inner.keys.dedupe(group_id),
-                    inner.keys.online(group_id),
-                    inner.keys.names(group_id),
                 ],
-                vec![inner.keys.presence_prefix(group_id)],
+                Vec::new(),
             )
             .await
             .map_err(unavailable)?;
-        inner
-            .local_presence
-            .lock()
-            .expect("presence lock poisoned")
-            .retain(|(room, _), _| *room != group_id);
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub(super) leave: Script,
     pub(super) online: Script,
     pub(super) close: Script,
+    pub(super) forget: Script,
     pub(super) wake: Script,
 }
 
@@ -45,9 +46,12 @@ pub(super) const LEAVE: &str = include_str!("lua/leave.lua");
 /// KEYS: online, names. Drops expired participants; returns {id, name, id, name, …}.
 pub(super) const ONLINE: &str = include_str!("lua/online.lua");
 
-/// KEYS: meta, stream, dedupe, online, names. ARGV: prefix of the per-participant presence
-/// keys. Forgets the room.
+/// KEYS: meta, stream, dedupe. Forgets the room's messages and counter.
 pub(super) const CLOSE: &str = include_str!("lua/close.lua");
+
+/// KEYS: online, names. ARGV: prefix of the per-participant presence keys. Forgets who is
+/// online in the room.
+pub(super) const FORGET: &str = include_str!("lua/forget.lua");
 
 /// KEYS: wake stream. ARGV: ttl ms. Interrupts the node's blocked `XREAD`.
 pub(super) const WAKE: &str = include_str!("lua/wake.lua");

@@ -40,6 +40,39 @@ async fn relay(window: usize) -> RedisRelay {
 
 crate::relay_conformance_suite!(relay);
 
+/// A node's presence, with the node kept running (dropping the relay stops its heartbeat
+/// and connections).
+struct NodePresence {
+    presence: RedisPresence,
+    _node: RedisRelay,
+}
+
+#[async_trait]
+impl Presence for NodePresence {
+    async fn join(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        self.presence.join(group_id, who).await
+    }
+    async fn leave(&self, group_id: Uuid, who: &Participant) -> Result<bool, RelayError> {
+        self.presence.leave(group_id, who).await
+    }
+    async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, RelayError> {
+        self.presence.online(group_id).await
+    }
+    async fn forget_room(&self, group_id: Uuid) -> Result<(), RelayError> {
+        self.presence.forget_room(group_id).await
+    }
+}
+
+async fn presence() -> NodePresence {
+    let node = relay(100).await;
+    NodePresence {
+        presence: node.presence(),
+        _node: node,
+    }
+}
+
+crate::presence_conformance_suite!(presence);
+
 /// A plain client for what the tests do behind the relays' backs.
 async fn raw_client() -> Client {
     let client = Builder::from_config(Config::from_url(&redis_url()).unwrap())
@@ -165,28 +198,28 @@ async fn presence_is_cluster_wide() {
     let (ann, bob) = (ann(), bob());
 
     assert!(
-        a.presence_join(group, &ann).await.unwrap(),
+        a.presence().join(group, &ann).await.unwrap(),
         "first stream anywhere"
     );
     assert!(
-        !b.presence_join(group, &ann).await.unwrap(),
+        !b.presence().join(group, &ann).await.unwrap(),
         "already online through node A"
     );
-    assert!(b.presence_join(group, &bob).await.unwrap());
+    assert!(b.presence().join(group, &bob).await.unwrap());
     let both = vec![ann.clone(), bob.clone()];
-    assert_eq!(a.online(group).await.unwrap(), both);
-    assert_eq!(b.online(group).await.unwrap(), both);
+    assert_eq!(a.presence().online(group).await.unwrap(), both);
+    assert_eq!(b.presence().online(group).await.unwrap(), both);
 
     assert!(
-        !a.presence_leave(group, &ann).await.unwrap(),
+        !a.presence().leave(group, &ann).await.unwrap(),
         "still online through node B"
     );
-    assert_eq!(a.online(group).await.unwrap(), both);
+    assert_eq!(a.presence().online(group).await.unwrap(), both);
     assert!(
-        b.presence_leave(group, &ann).await.unwrap(),
+        b.presence().leave(group, &ann).await.unwrap(),
         "last stream anywhere"
     );
-    assert_eq!(a.online(group).await.unwrap(), [bob]);
+    assert_eq!(a.presence().online(group).await.unwrap(), [bob]);
 }
 
 #[tokio::test]
@@ -197,9 +230,12 @@ async fn participants_of_a_node_that_stops_heartbeating_go_offline_after_the_ttl
     let b = node(&prefix, 100, store).await;
     let group = Uuid::new_v4();
     let (ann, bob) = (ann(), bob());
-    assert!(a.presence_join(group, &ann).await.unwrap());
-    assert!(b.presence_join(group, &bob).await.unwrap());
-    assert_eq!(b.online(group).await.unwrap(), [ann.clone(), bob.clone()]);
+    assert!(a.presence().join(group, &ann).await.unwrap());
+    assert!(b.presence().join(group, &bob).await.unwrap());
+    assert_eq!(
+        b.presence().online(group).await.unwrap(),
+        [ann.clone(), bob.clone()]
+    );
 
     // Node A dies without its streams leaving. Its entries were last refreshed at most
     // one heartbeat ago; they lapse within the ttl of the moment it died, as the README
@@ -208,7 +244,7 @@ async fn participants_of_a_node_that_stops_heartbeating_go_offline_after_the_ttl
     let died = tokio::time::Instant::now();
     drop(a);
     let deadline = died + FAST.ttl + Duration::from_millis(300);
-    while b.online(group).await.unwrap() != [bob.clone()] {
+    while b.presence().online(group).await.unwrap() != [bob.clone()] {
         assert!(
             tokio::time::Instant::now() < deadline,
             "Ann still online {:?} after node A stopped (ttl {:?})",
@@ -219,9 +255,12 @@ async fn participants_of_a_node_that_stops_heartbeating_go_offline_after_the_ttl
     }
     // Node B keeps heartbeating: Bob outlives several ttls.
     tokio::time::sleep(FAST.ttl * 3).await;
-    assert_eq!(b.online(group).await.unwrap(), std::slice::from_ref(&bob));
+    assert_eq!(
+        b.presence().online(group).await.unwrap(),
+        std::slice::from_ref(&bob)
+    );
     // Ann coming back on node B is news again.
-    assert!(b.presence_join(group, &ann).await.unwrap());
+    assert!(b.presence().join(group, &ann).await.unwrap());
 }
 
 /// A heartbeat refreshing presence while a participant leaves must not put them back
@@ -245,11 +284,11 @@ async fn a_heartbeat_never_brings_back_someone_who_left() {
     let group = Uuid::new_v4();
     let ann = ann();
     for round in 0..200 {
-        assert!(relay.presence_join(group, &ann).await.unwrap());
-        assert!(relay.presence_leave(group, &ann).await.unwrap());
+        assert!(relay.presence().join(group, &ann).await.unwrap());
+        assert!(relay.presence().leave(group, &ann).await.unwrap());
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(
-            relay.online(group).await.unwrap().is_empty(),
+            relay.presence().online(group).await.unwrap().is_empty(),
             "round {round}: Ann is online again after leaving"
         );
     }
