@@ -5,9 +5,10 @@
 #   scripts/web.sh build     # npm ci (when needed) + buf generate + tsc + vite build → web/dist
 #   scripts/web.sh check     # eslint and tsc --noEmit
 #   scripts/web.sh test      # vitest (the client state), then e2e
-#   scripts/web.sh e2e       # build the app and the server, then the Playwright scenario in
-#                            # Chromium (installed with apt-get when missing); screenshots in
-#                            # web/test-results/e2e/
+#   scripts/web.sh e2e       # build the app and the server, then the Playwright scenarios in
+#                            # Chromium (installed with apt-get when missing): the whole app,
+#                            # then sign-in through a local OpenID Connect provider;
+#                            # screenshots in web/test-results/e2e/
 #
 # Needs Node.js 20+ and npm.
 set -euo pipefail
@@ -62,6 +63,8 @@ e2e() {
   export QUICKCHAT_SERVER_BIN
   echo "== web: end-to-end scenario in Chromium" >&2
   node e2e/scenario.mjs
+  echo "== web: sign-in with an identity provider in Chromium" >&2
+  node e2e/oidc.mjs
 }
 
 case "${1:-build}" in

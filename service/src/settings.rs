@@ -31,7 +31,8 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub member_token_ttl: Duration,
-    /// OpenID Connect sign-in; `None` turns `LoginWithIdToken` off.
+    /// OpenID Connect sign-in; `None` turns `LoginWithIdToken` and
+    /// `LoginWithAuthorizationCode` off.
     pub oidc: Option<OidcSettings>,
     /// What one caller may do: lock-outs, stream and member caps, hashing concurrency.
     pub limits: Limits,
@@ -199,6 +200,28 @@ pub struct OidcSettings {
     pub jwks_url: Option<String>,
     /// Stored as the user's `provider`, e.g. `google`.
     pub provider: String,
+    /// The provider's name for people, on the browser app's "Sign in with …" button.
+    pub display_name: String,
+    /// The secret of our OAuth client, sent to the token endpoint when the server trades an
+    /// authorization code (Google's web-application clients need it even with PKCE); `None`
+    /// for a public client, where PKCE alone is enough.
+    pub client_secret: Option<SecretString>,
+    /// The redirect URIs an authorization code may have been sent to (those registered at
+    /// the provider). Empty means `/auth/callback` on each origin whose pages may call the
+    /// API (the server's own, or the `--cors-origin` list).
+    pub redirect_uris: Vec<String>,
+}
+
+impl OidcSettings {
+    /// The display name when none is configured: the provider name, capitalised
+    /// (`google` → `Google`).
+    pub fn display_name_for(provider: &str) -> String {
+        let mut chars = provider.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => "OpenID Connect".to_owned(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -348,6 +371,32 @@ pub struct ServerArgs {
         default_value = "google"
     )]
     pub oidc_provider: String,
+    /// The provider's name on the web app's "Sign in with …" button (default: --oidc-provider,
+    /// capitalised).
+    #[arg(help_heading = "Auth", long, env = "QUICKCHAT_OIDC_DISPLAY_NAME")]
+    pub oidc_display_name: Option<String>,
+    /// The OAuth client secret, for trading the web app's authorization codes at the
+    /// provider's token endpoint (Google's web-application clients need one even with PKCE);
+    /// leave it out for a public client.
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "QUICKCHAT_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Option<String>,
+    /// A redirect URI registered at the provider for the web app's sign-in, e.g.
+    /// https://chat.example.com/auth/callback; repeat for several (the variable is
+    /// comma-separated). Codes sent anywhere else are not traded. Default: /auth/callback on
+    /// the server's own origin, or on each --cors-origin.
+    #[arg(
+        help_heading = "Auth",
+        long = "oidc-redirect-uri",
+        env = "QUICKCHAT_OIDC_REDIRECT_URIS",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    pub oidc_redirect_uris: Vec<String>,
     /// Messages kept per room for reconnecting clients (in-process relay window; Redis
     /// stream MAXLEN ~).
     #[arg(
@@ -615,7 +664,20 @@ impl From<ServerArgs> for Settings {
                 issuer,
                 client_id,
                 jwks_url: args.oidc_jwks_url,
+                display_name: args
+                    .oidc_display_name
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| OidcSettings::display_name_for(&args.oidc_provider)),
                 provider: args.oidc_provider,
+                client_secret: args
+                    .oidc_client_secret
+                    .filter(|s| !s.is_empty())
+                    .map(SecretString::from),
+                redirect_uris: args
+                    .oidc_redirect_uris
+                    .into_iter()
+                    .filter(|u| !u.trim().is_empty())
+                    .collect(),
             }),
             _ => None,
         };

@@ -22,7 +22,7 @@ use tonic_web::GrpcWebLayer;
 use tower_http::cors::CorsLayer;
 
 use crate::api::{AdminApi, AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
-use crate::auth::oidc::OidcVerifier;
+use crate::auth::oidc::Oidc;
 use crate::auth::password::Hasher;
 use crate::auth::{Authenticator, TokenIssuer};
 use crate::chat::ChatHub;
@@ -131,7 +131,6 @@ impl Application {
             settings.access_token_ttl,
             settings.member_token_ttl,
         );
-        let oidc = settings.oidc.clone().map(OidcVerifier::new).transpose()?;
 
         let (relay, presence): (Arc<dyn RoomRelay>, Arc<dyn Presence>) = match &settings.redis_url {
             Some(url) => {
@@ -265,6 +264,28 @@ impl Application {
             0 => Hasher::new(Hasher::cores(), limits.hash_queue)?,
             n => Hasher::new(n, limits.hash_queue)?,
         };
+
+        let tls = match &settings.tls {
+            Some(tls_settings) => Some(tls::acceptor(tls_settings).await?),
+            None => None,
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let origins = AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?;
+        let cors = origins.layer();
+        // The allowed redirect URIs default to the app's callback on these origins, which are
+        // known once the port is.
+        let browser_origins = match &origins {
+            AllowedOrigins::List(list) => list.as_slice(),
+            AllowedOrigins::Any => &[],
+        };
+        let oidc = settings
+            .oidc
+            .clone()
+            .map(|o| Oidc::new(o, browser_origins))
+            .transpose()?;
         let state = Arc::new(AppState {
             store,
             auth: Authenticator::new(tokens),
@@ -277,17 +298,6 @@ impl Application {
             chat_settings: settings.chat.clone(),
             client_ip_header: settings.client_ip_header.clone(),
         });
-
-        let tls = match &settings.tls {
-            Some(tls_settings) => Some(tls::acceptor(tls_settings).await?),
-            None => None,
-        };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let local_addr = listener.local_addr()?;
-        let cors =
-            AllowedOrigins::parse(&settings.cors_origins, local_addr, tls.is_some())?.layer();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let web = WebApp::new(settings.web_dir.clone());
         let description = format!(

@@ -6,71 +6,20 @@
 // QUICKCHAT_SERVER_BIN: the server binary (default ../target/debug/quickchat-server);
 // CHROMIUM: the browser (default /usr/bin/chromium). Screenshots of every page go to
 // test-results/e2e/.
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { check, launchChromium, screenshots, startServer, TIMEOUT } from "./support.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const web = path.resolve(here, "..");
-const bin = process.env.QUICKCHAT_SERVER_BIN ?? path.resolve(web, "../target/debug/quickchat-server");
-const out = path.join(web, "test-results", "e2e");
 const dataDir = mkdtempSync(path.join(tmpdir(), "quickchat-e2e-"));
-rmSync(out, { recursive: true, force: true });
-mkdirSync(out, { recursive: true });
+const { dir: out, shot } = screenshots("e2e");
 
-const TIMEOUT = 15_000;
+/** The server on `listen`; access tokens live 63 s and the app refreshes them a minute
+ * before they expire: A's session is refreshed every few seconds throughout, across reloads
+ * and the restart. */
+const serve = (listen) =>
+  startServer(["--listen", listen, "--data-dir", dataDir, "--access-token-ttl-secs", "63", "--admin-email", "alice@example.com"]);
 let server;
-let serverLog = "";
-
-/** Starts the server; resolves with its address once the startup line names it. */
-function startServer(listen) {
-  return new Promise((resolve, reject) => {
-    // Access tokens live 63 s and the app refreshes them a minute before they expire: A's
-    // session is refreshed every few seconds throughout, across reloads and the restart.
-    const args = ["--listen", listen, "--data-dir", dataDir, "--web-dir", path.join(web, "dist"), "--access-token-ttl-secs", "63", "--admin-email", "alice@example.com"];
-    const child = spawn(bin, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
-    });
-    server = child;
-    const timer = setTimeout(() => reject(new Error(`server printed no startup line:\n${serverLog}`)), 60_000);
-    child.stderr.on("data", (d) => (serverLog += d));
-    child.stdout.on("data", (d) => {
-      serverLog += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(String(d));
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${serverLog}`));
-    });
-  });
-}
-
-function stopServer() {
-  return new Promise((resolve) => {
-    if (!server || server.exitCode !== null) return resolve();
-    server.removeAllListeners("exit");
-    server.once("exit", () => resolve());
-    server.kill("SIGTERM");
-  });
-}
-
-let step = 0;
-async function shot(page, name) {
-  step++;
-  await page.screenshot({ path: path.join(out, `${String(step).padStart(2, "0")}-${name}.png`), fullPage: true });
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
 
 /** The messages a page shows: [offset, body] in display order. */
 async function messages(page) {
@@ -99,15 +48,12 @@ async function expectOnline(page, name) {
   await page.locator(`[data-testid="members"] li[data-online="true"]`, { hasText: name }).waitFor({ timeout: TIMEOUT });
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox"],
-});
+const browser = await launchChromium();
 let pageA;
 let pageB;
 try {
-  const base = await startServer("127.0.0.1:0");
+  server = await serve("127.0.0.1:0");
+  const base = server.url;
   const port = new URL(base).port;
   console.log(`e2e: server at ${base}, data in ${dataDir}`);
 
@@ -124,12 +70,16 @@ try {
   await pageA.goto(base);
   await pageA.getByRole("heading", { name: /group chat you share/i }).waitFor();
   await shot(pageA, "landing");
+  const optionsAnswered = pageA.waitForResponse((r) => r.url().endsWith("/quickchat.v1.AuthService/GetSignInOptions"));
   await pageA.getByRole("link", { name: "Get started" }).click();
   await pageA.getByLabel("Name").fill("Alice");
   // A is also the operator (--admin-email).
   await pageA.getByLabel("Email").fill("alice@example.com");
   await pageA.getByLabel("Password").fill("correct horse battery");
   await shot(pageA, "sign-up");
+  // This server has no identity provider: email + password only (e2e/oidc.mjs has one).
+  await optionsAnswered;
+  check((await pageA.getByRole("button", { name: /^Sign in with/ }).count()) === 0, "no identity provider is offered");
   await pageA.getByRole("button", { name: "Sign up" }).click();
   await pageA.getByRole("heading", { name: "Your groups" }).waitFor();
   const session = () => pageA.evaluate(() => JSON.parse(localStorage.getItem("quickchat.session") ?? "null"));
@@ -216,14 +166,14 @@ try {
   await expectOnline(pageA, "Bob");
 
   // The server restarts; a message sent while it is down goes through once when it is back.
-  await stopServer();
+  await server.stop();
   await pageA.getByText("Reconnecting…").waitFor();
   await pageB.getByText("Reconnecting…").waitFor();
   await shot(pageA, "room-reconnecting");
   await composerA.fill("Sent while the server was down");
   await composerA.press("Enter");
   await pageA.locator("[data-pending]").waitFor();
-  await startServer(`127.0.0.1:${port}`);
+  server = await serve(`127.0.0.1:${port}`);
   await pageA.getByText("Connected as Alice").waitFor();
   await pageB.getByText("Connected as Bob").waitFor();
   conversation.push("Sent while the server was down");
@@ -268,10 +218,10 @@ try {
   for (const [name, page] of [["A", pageA], ["B", pageB]]) {
     if (page) await page.screenshot({ path: path.join(out, `failure-${name}.png`), fullPage: true }).catch(() => {});
   }
-  console.error(`server log:\n${serverLog.slice(-4000)}`);
+  console.error(`server log:\n${server?.log().slice(-4000)}`);
   process.exitCode = 1;
 } finally {
   await browser.close();
-  await stopServer();
+  await server?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 }

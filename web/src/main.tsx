@@ -5,6 +5,7 @@ import "./index.css";
 import { Layout } from "./pages/Layout";
 import { Landing } from "./pages/Landing";
 import { SignIn, SignUp } from "./pages/Auth";
+import { AuthCallback } from "./pages/AuthCallback";
 import { Admin } from "./pages/Admin";
 import { Dashboard } from "./pages/Dashboard";
 import { JoinPage } from "./pages/Join";
@@ -18,6 +19,7 @@ createRoot(document.getElementById("root")!).render(
           <Route index element={<Landing />} />
           <Route path="sign-in" element={<SignIn />} />
           <Route path="sign-up" element={<SignUp />} />
+          <Route path="auth/callback" element={<AuthCallback />} />
           <Route path="dashboard" element={<Dashboard />} />
           <Route path="join/:groupId" element={<JoinPage />} />
           <Route path="admin" element={<Admin />} />

@@ -38,6 +38,11 @@ fn access_classes() -> BTreeMap<&'static str, Access> {
         ("quickchat.v1.AuthService/Register", Public),
         ("quickchat.v1.AuthService/Login", Public),
         ("quickchat.v1.AuthService/LoginWithIdToken", Public),
+        ("quickchat.v1.AuthService/GetSignInOptions", Public),
+        (
+            "quickchat.v1.AuthService/LoginWithAuthorizationCode",
+            Public,
+        ),
         ("quickchat.v1.AuthService/RefreshSession", Public),
         ("quickchat.v1.AuthService/Logout", Public),
         ("quickchat.v1.AuthService/GetMe", User),

@@ -1,4 +1,5 @@
-//! `AuthService`: registration, password and ID-token sign-in, refresh-token rotation.
+//! `AuthService`: registration, password sign-in, OpenID Connect sign-in (an ID token, or an
+//! authorization code the server trades at the provider), refresh-token rotation.
 
 use quickchat_proto::v1::{self, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
@@ -6,8 +7,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{ClientAddr, SharedState, locked_out, timestamp, user_to_proto};
+use crate::auth::oidc::{IdentityClaims, Oidc};
 use crate::auth::refresh;
-use crate::domain::{DisplayName, Email, Password, Violations, text};
+use crate::domain::{CodeGrant, DisplayName, Email, Password, Violations, text};
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::store::{self, NewUser, Rotation, StoreError, users};
@@ -192,17 +194,74 @@ impl AuthApi {
         }
     }
 
+    /// The configured OpenID Connect provider, `FAILED_PRECONDITION` without one.
+    fn oidc(&self) -> Result<&Oidc, ApiError> {
+        self.state.oidc.as_ref().ok_or_else(|| {
+            ApiError::FailedPrecondition(
+                "Sign-in with an identity provider is not configured on this server.".into(),
+            )
+        })
+    }
+
     async fn login_with_id_token(
         &self,
         req: v1::LoginWithIdTokenRequest,
     ) -> Result<v1::Session, ApiError> {
-        let verifier = self.state.oidc.as_ref().ok_or_else(|| {
-            ApiError::FailedPrecondition(
-                "Sign-in with an ID token is not configured on this server.".into(),
-            )
-        })?;
-        let claims = verifier.verify(req.id_token.trim()).await?;
-        let provider = verifier.provider();
+        let oidc = self.oidc()?;
+        let claims = oidc.verify(req.id_token.trim()).await?;
+        self.sign_in_with(oidc, claims).await
+    }
+
+    /// A code sign-in. Each one makes the server call the provider, so failures count
+    /// against the client's sign-in allowance like wrong passwords do; a provider that
+    /// cannot be reached is nobody's failure.
+    async fn login_with_authorization_code(
+        &self,
+        client: ClientAddr,
+        req: v1::LoginWithAuthorizationCodeRequest,
+    ) -> Result<v1::Session, ApiError> {
+        let oidc = self.oidc()?;
+        let grant = CodeGrant::parse(&req.code, &req.code_verifier, &req.redirect_uri, &req.nonce)?;
+        let attempt = match rate_limit::begin(
+            &self.state.guards.sign_in_client,
+            &client.to_string(),
+        )
+        .await
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                tracing::warn!(%client, "code sign-in refused: too many failures from this client");
+                return Err(locked_out(
+                    "Too many failed sign-ins from your address.",
+                    wait,
+                ));
+            }
+        };
+        match oidc.exchange(&grant).await {
+            Ok(claims) => {
+                attempt.succeeded().await;
+                self.sign_in_with(oidc, claims).await
+            }
+            Err(err @ ApiError::Unauthenticated(_)) => {
+                attempt.failed().await;
+                tracing::info!(%client, "failed code sign-in");
+                Err(err)
+            }
+            Err(err) => {
+                attempt.succeeded().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Signs in the user the provider vouched for with `claims`, creating them on their
+    /// first sign-in and updating their profile on later ones.
+    async fn sign_in_with(
+        &self,
+        oidc: &Oidc,
+        claims: IdentityClaims,
+    ) -> Result<v1::Session, ApiError> {
+        let provider = oidc.provider();
         // The subject is the account's key: anything a database could choke on is refused.
         if claims.sub.is_empty()
             || claims.sub.chars().count() > 255
@@ -262,7 +321,7 @@ impl AuthApi {
                     StoreError::Db(db) => db.into(),
                 })?,
         };
-        tracing::info!(user_id = %user.id, provider, "user signed in with an ID token");
+        tracing::info!(user_id = %user.id, provider, "user signed in with an identity provider");
         self.session(&user).await
     }
 
@@ -362,6 +421,37 @@ impl AuthService for AuthApi {
     ) -> Result<Response<v1::LoginWithIdTokenResponse>, Status> {
         let session = self.login_with_id_token(request.into_inner()).await?;
         Ok(Response::new(v1::LoginWithIdTokenResponse {
+            session: Some(session),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_sign_in_options(
+        &self,
+        _request: Request<v1::GetSignInOptionsRequest>,
+    ) -> Result<Response<v1::GetSignInOptionsResponse>, Status> {
+        let oidc = match &self.state.oidc {
+            Some(oidc) => Some(v1::OidcProvider {
+                issuer: oidc.issuer().to_owned(),
+                client_id: oidc.client_id().to_owned(),
+                display_name: oidc.display_name().to_owned(),
+                authorization_endpoint: oidc.authorization_endpoint().await.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(Response::new(v1::GetSignInOptionsResponse { oidc }))
+    }
+
+    #[instrument(skip_all)]
+    async fn login_with_authorization_code(
+        &self,
+        request: Request<v1::LoginWithAuthorizationCodeRequest>,
+    ) -> Result<Response<v1::LoginWithAuthorizationCodeResponse>, Status> {
+        let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref());
+        let session = self
+            .login_with_authorization_code(client, request.into_inner())
+            .await?;
+        Ok(Response::new(v1::LoginWithAuthorizationCodeResponse {
             session: Some(session),
         }))
     }

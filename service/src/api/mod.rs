@@ -21,7 +21,7 @@ pub use chat_service::ChatApi;
 pub use group_service::GroupApi;
 
 use crate::auth::Authenticator;
-use crate::auth::oidc::OidcVerifier;
+use crate::auth::oidc::Oidc;
 use crate::auth::password::Hasher;
 use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
@@ -35,7 +35,7 @@ pub use client_addr::ClientAddr;
 pub struct AppState {
     pub store: Store,
     pub auth: Authenticator,
-    pub oidc: Option<OidcVerifier>,
+    pub oidc: Option<Oidc>,
     /// Every password and passcode hash goes through it (bounded concurrency and queue).
     pub hasher: Hasher,
     pub guards: Guards,

@@ -2,11 +2,13 @@
 //! handler sees a raw string. Each `parse` returns a [`FieldViolation`] whose description is
 //! the sentence shown to the user.
 
+mod code_grant;
 mod group;
 mod identity;
 mod message;
 pub mod text;
 
+pub use code_grant::CodeGrant;
 pub use group::{GroupTitle, MemberName, Passcode, name_key};
 pub use identity::{DisplayName, Email, Password};
 pub use message::{ClientMessageId, MessageBody};

@@ -1,18 +1,25 @@
-//! Sign-in with an OpenID Connect ID token, against a local issuer: a JWKS endpoint (found
-//! by discovery) serving an RSA key the test generated.
+//! Sign-in with OpenID Connect against a local provider ([`provider`]): discovery, a JWKS
+//! serving an RSA key the test generated, and a token endpoint. Here an ID token the client
+//! brings; in [`code`] an authorization code the server trades.
+
+mod code;
+mod provider;
 
 use std::sync::OnceLock;
 
-use axum::{Json, Router, routing::get};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use quickchat_proto::v1;
+use quickchat_service::Settings;
 use quickchat_service::settings::OidcSettings;
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tonic::Code;
+
+use provider::{ClientAuth, Provider};
 
 use crate::helpers::{TestApp, expect_code, spawn_app, spawn_app_with};
 
@@ -49,44 +56,35 @@ fn keys() -> &'static (TestKey, TestKey) {
     KEYS.get_or_init(|| (generate_key(KID), generate_key(KID)))
 }
 
-/// Serves `/.well-known/openid-configuration` and `/jwks`; returns the issuer URL.
-async fn start_issuer() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let jwks_uri = format!("{issuer}/jwks");
-    let jwk = keys().0.jwk.clone();
-    let router = Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(move || {
-                let jwks_uri = jwks_uri.clone();
-                async move { Json(json!({ "jwks_uri": jwks_uri })) }
-            }),
-        )
-        .route(
-            "/jwks",
-            get(move || {
-                let jwk = jwk.clone();
-                async move { Json(json!({ "keys": [jwk] })) }
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    issuer
-}
-
-async fn app_with_issuer() -> (TestApp, String) {
-    let issuer = start_issuer().await;
-    let settings_issuer = issuer.clone();
+/// A server signing in with a fresh local provider that authenticates clients as
+/// `client_auth`; the server holds `client_secret`. `configure` is applied last.
+async fn app_with(
+    client_auth: ClientAuth,
+    client_secret: Option<&str>,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, Provider) {
+    let provider = Provider::start(client_auth).await;
+    let issuer = provider.issuer.clone();
+    let client_secret = client_secret.map(|s| SecretString::from(s.to_owned()));
     let app = spawn_app_with(move |s| {
         s.oidc = Some(OidcSettings {
-            issuer: settings_issuer,
+            issuer,
             client_id: CLIENT_ID.into(),
             jwks_url: None,
             provider: "google".into(),
-        })
+            display_name: "Google".into(),
+            client_secret,
+            redirect_uris: Vec::new(),
+        });
+        configure(s);
     })
     .await;
-    (app, issuer)
+    (app, provider)
+}
+
+async fn app_with_issuer() -> (TestApp, String) {
+    let (app, provider) = app_with(ClientAuth::Public, None, |_| {}).await;
+    (app, provider.issuer)
 }
 
 fn id_token(key: &TestKey, kid: &str, claims: Value) -> String {
