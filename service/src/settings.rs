@@ -1,6 +1,9 @@
-//! Typed configuration. Every field has a default that runs with zero setup; the binary fills
-//! it from flags and `QUICKCHAT_*` environment variables ([`ServerArgs`]), tests build it
-//! directly.
+//! Typed configuration, assembled: each component's settings live beside it (`ChatSettings`
+//! in `chat`, `KafkaSettings` in `log::kafka`, `RedisSettings` in `relay::redis`,
+//! `OidcSettings` in `auth::oidc`, `TlsSettings` in `tls`, `Limits` in `api`), and
+//! [`Settings`] holds one of each. Every field has a default that runs with zero setup; the
+//! binary fills it from flags and `QUICKCHAT_*` environment variables ([`ServerArgs`]),
+//! tests build it directly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +11,12 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::chat::ChatSettings;
+pub use crate::api::Limits;
+pub use crate::auth::oidc::OidcSettings;
+pub use crate::chat::ChatSettings;
+pub use crate::log::kafka::KafkaSettings;
+pub use crate::relay::redis::{PresenceTiming, RedisSettings};
+pub use crate::tls::TlsSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -46,8 +54,10 @@ pub struct Settings {
     pub log_capacity: usize,
     /// Most messages the persister writes in one statement.
     pub persist_batch: usize,
-    /// Distributed mode: Redis relay and Kafka log details.
-    pub cluster: ClusterSettings,
+    /// The Redis relay's key prefix and presence timing, when `redis_url` is set.
+    pub redis: RedisSettings,
+    /// The Kafka log's topic, consumer group and timeouts, when `kafka_brokers` is set.
+    pub kafka: KafkaSettings,
     /// Run the persister in this process (with Kafka it can also run alone, as
     /// `quickchat-server persister`).
     pub persister_enabled: bool,
@@ -77,153 +87,6 @@ pub struct Settings {
     pub admin_emails: Vec<String>,
 }
 
-/// The server's certificate and key, PEM files.
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-/// Bounds on what one caller can make the server do. Every one has a flag; the defaults
-/// are safe for a public server (SECURITY.md says what each protects).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Wrong passcodes allowed per group and client address within `passcode_window`.
-    pub passcode_max_failures: u32,
-    pub passcode_window: Duration,
-    /// Failed sign-ins allowed per account within `sign_in_window`.
-    pub sign_in_max_failures_per_account: u32,
-    /// Failed sign-ins allowed per client address (any account) within `sign_in_window`.
-    pub sign_in_max_failures_per_client: u32,
-    pub sign_in_window: Duration,
-    /// Group joins per client address per minute (sustained; the same number as a burst).
-    pub joins_per_client_per_minute: u32,
-    /// Accounts created per client address per minute (each costs a password hash).
-    pub registrations_per_client_per_minute: u32,
-    /// Members a group can have (its owner not counted).
-    pub max_members_per_group: u64,
-    /// Concurrent HTTP/2 streams (calls) per connection.
-    pub max_concurrent_streams_per_connection: u32,
-    /// Password hashes computed at once (argon2 takes ~19 MiB each); `0` means one per core.
-    pub hash_concurrency: usize,
-    /// Callers allowed to wait for a hashing slot before more are refused with
-    /// `RESOURCE_EXHAUSTED`.
-    pub hash_queue: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            passcode_max_failures: 5,
-            passcode_window: Duration::from_secs(5 * 60),
-            sign_in_max_failures_per_account: 10,
-            sign_in_max_failures_per_client: 50,
-            sign_in_window: Duration::from_secs(15 * 60),
-            joins_per_client_per_minute: 30,
-            registrations_per_client_per_minute: 10,
-            max_members_per_group: 10_000,
-            max_concurrent_streams_per_connection: 128,
-            hash_concurrency: 0,
-            hash_queue: 64,
-        }
-    }
-}
-
-/// How a node uses Redis and Kafka when `redis_url` / `kafka_brokers` are set.
-#[derive(Debug, Clone)]
-pub struct ClusterSettings {
-    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
-    pub redis_key_prefix: String,
-    /// Kafka topic every message is produced to, keyed by group id.
-    pub kafka_topic: String,
-    /// Partitions of the topic when the server creates it.
-    pub kafka_partitions: i32,
-    /// Consumer group of the persisters.
-    pub kafka_consumer_group: String,
-    /// librdkafka `session.timeout.ms` of the persister's consumer.
-    pub kafka_session_timeout_ms: u32,
-    /// librdkafka `heartbeat.interval.ms` of the persister's consumer.
-    pub kafka_heartbeat_interval_ms: u32,
-    /// Longest a send waits for Kafka to confirm (librdkafka `message.timeout.ms`).
-    pub kafka_produce_timeout_ms: u32,
-    /// How often a node refreshes its presence entries in Redis and re-checks the epochs of
-    /// the rooms it reads.
-    pub redis_heartbeat: Duration,
-    /// How long presence entries of a node that stopped refreshing them (it died) last.
-    pub redis_presence_ttl: Duration,
-}
-
-/// What [`ClusterSettings::kafka_takeover_bound`] allows for a rebalance itself, beyond
-/// noticing a dead member.
-const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
-
-impl ClusterSettings {
-    /// How long a partition may hold records the persisters have not committed, with no
-    /// commit at all, before the takeover watchdog (`log::kafka::takeover`) holds that no
-    /// live persister reads it: a session timeout (the broker expires a dead member), two
-    /// heartbeat intervals (the survivors hear of the rebalance) and three seconds for the
-    /// rebalance. 10 s with the tests' settings, 54 s with the defaults.
-    pub fn kafka_takeover_bound(&self) -> Duration {
-        Duration::from_millis(
-            u64::from(self.kafka_session_timeout_ms)
-                + 2 * u64::from(self.kafka_heartbeat_interval_ms),
-        ) + TAKEOVER_MARGIN
-    }
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        Self {
-            redis_key_prefix: "quickchat".into(),
-            kafka_topic: "quickchat.messages".into(),
-            kafka_partitions: 6,
-            kafka_consumer_group: "quickchat-persister".into(),
-            kafka_session_timeout_ms: 45_000,
-            kafka_heartbeat_interval_ms: 3_000,
-            kafka_produce_timeout_ms: 5_000,
-            redis_heartbeat: Duration::from_secs(10),
-            redis_presence_ttl: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct OidcSettings {
-    /// The `iss` every ID token must carry, e.g. `https://accounts.google.com`.
-    pub issuer: String,
-    /// Our OAuth client id: the `aud` every ID token must carry.
-    pub client_id: String,
-    /// Where to fetch the issuer's signing keys; `None` means OpenID discovery
-    /// (`{issuer}/.well-known/openid-configuration`).
-    pub jwks_url: Option<String>,
-    /// Stored as the user's `provider`, e.g. `google`.
-    pub provider: String,
-    /// The provider's name for people, on the browser app's "Sign in with …" button.
-    pub display_name: String,
-    /// The secret of our OAuth client, sent to the token endpoint when the server trades an
-    /// authorization code (Google's web-application clients need it even with PKCE); `None`
-    /// for a public client, where PKCE alone is enough.
-    pub client_secret: Option<SecretString>,
-    /// The redirect URIs an authorization code may have been sent to (those registered at
-    /// the provider). Empty means `/auth/callback` on each origin whose pages may call the
-    /// API (the server's own, or the `--cors-origin` list).
-    pub redirect_uris: Vec<String>,
-}
-
-impl OidcSettings {
-    /// The display name when none is configured: the provider name, capitalised
-    /// (`google` → `Google`).
-    pub fn display_name_for(provider: &str) -> String {
-        let mut chars = provider.chars();
-        match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => "OpenID Connect".to_owned(),
-        }
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -244,7 +107,8 @@ impl Default for Settings {
             room_feed_capacity: 4096,
             log_capacity: 10_000,
             persist_batch: 500,
-            cluster: ClusterSettings::default(),
+            redis: RedisSettings::default(),
+            kafka: KafkaSettings::default(),
             persister_enabled: true,
             metrics_listen: None,
             persister_drain_timeout: Duration::from_secs(30),
@@ -703,16 +567,20 @@ impl From<ServerArgs> for Settings {
             member_token_ttl: Duration::from_secs(args.member_token_ttl_secs),
             oidc,
             relay_window: args.relay_window,
-            cluster: ClusterSettings {
-                redis_key_prefix: args.redis_key_prefix,
-                kafka_topic: args.kafka_topic,
-                kafka_partitions: args.kafka_partitions,
-                kafka_consumer_group: args.kafka_consumer_group,
-                kafka_session_timeout_ms: args.kafka_session_timeout_ms,
-                kafka_heartbeat_interval_ms: args.kafka_heartbeat_interval_ms,
-                kafka_produce_timeout_ms: args.kafka_produce_timeout_ms,
-                redis_heartbeat: Duration::from_secs(args.redis_heartbeat_secs),
-                redis_presence_ttl: Duration::from_secs(args.redis_presence_ttl_secs),
+            redis: RedisSettings {
+                key_prefix: args.redis_key_prefix,
+                presence: PresenceTiming {
+                    refresh: Duration::from_secs(args.redis_heartbeat_secs),
+                    ttl: Duration::from_secs(args.redis_presence_ttl_secs),
+                },
+            },
+            kafka: KafkaSettings {
+                topic: args.kafka_topic,
+                partitions: args.kafka_partitions,
+                consumer_group: args.kafka_consumer_group,
+                session_timeout_ms: args.kafka_session_timeout_ms,
+                heartbeat_interval_ms: args.kafka_heartbeat_interval_ms,
+                produce_timeout_ms: args.kafka_produce_timeout_ms,
             },
             limits: Limits {
                 passcode_max_failures: args.passcode_max_failures,

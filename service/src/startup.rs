@@ -36,7 +36,7 @@ use crate::rate_limit::{
     AttemptGuard, AttemptLimit, AttemptLimiter, RedisAttemptLimiter, TokenBuckets,
 };
 use crate::relay::memory::{InProcessPresence, InProcessRelay};
-use crate::relay::redis::{PresenceTiming, RedisRelay};
+use crate::relay::redis::RedisRelay;
 use crate::relay::{Presence, RoomRelay};
 use crate::settings::{ServerCli, ServerCommand, Settings};
 use crate::store::Store;
@@ -136,18 +136,15 @@ impl Application {
             Some(url) => {
                 let relay = RedisRelay::connect(
                     url,
-                    &settings.cluster.redis_key_prefix,
+                    &settings.redis.key_prefix,
                     settings.relay_window,
                     settings.room_feed_capacity,
                     store.clone(),
-                    PresenceTiming {
-                        refresh: settings.cluster.redis_heartbeat,
-                        ttl: settings.cluster.redis_presence_ttl,
-                    },
+                    settings.redis.presence,
                 )
                 .await
                 .context("cannot start the Redis relay")?
-                .with_tail_of(settings.kafka_brokers.as_deref(), &settings.cluster);
+                .with_tail_of(settings.kafka_brokers.as_deref(), &settings.kafka);
                 let presence = Arc::new(relay.presence());
                 (Arc::new(relay), presence)
             }
@@ -164,18 +161,15 @@ impl Application {
         let stop_persister = CancellationToken::new();
         let (log, persister): (Arc<dyn MessageLog>, _) = match &settings.kafka_brokers {
             Some(brokers) => {
-                let log = KafkaLog::connect(brokers, &settings.cluster)
+                let log = KafkaLog::connect(brokers, &settings.kafka)
                     .await
                     .context("cannot start the Kafka message log")?;
                 let persister = match settings.persister_enabled {
                     true => {
-                        let source = KafkaSource::connect(
-                            brokers,
-                            &settings.cluster,
-                            stop_persister.clone(),
-                        )
-                        .await
-                        .context("cannot start the persister's Kafka consumer")?;
+                        let source =
+                            KafkaSource::connect(brokers, &settings.kafka, stop_persister.clone())
+                                .await
+                                .context("cannot start the persister's Kafka consumer")?;
                         Some(tokio::spawn(persister::run_observed(
                             source,
                             store.clone(),
@@ -473,8 +467,7 @@ async fn attempt_guard(
 ) -> anyhow::Result<Arc<dyn AttemptGuard>> {
     Ok(match &settings.redis_url {
         Some(url) => Arc::new(
-            RedisAttemptLimiter::connect(url, &settings.cluster.redis_key_prefix, name, limit)
-                .await?,
+            RedisAttemptLimiter::connect(url, &settings.redis.key_prefix, name, limit).await?,
         ),
         None => Arc::new(AttemptLimiter::new(limit)),
     })
@@ -613,7 +606,7 @@ pub async fn run_persister(
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(database_url)))?;
     let stop = CancellationToken::new();
-    let source = KafkaSource::connect(brokers, &settings.cluster, stop.clone())
+    let source = KafkaSource::connect(brokers, &settings.kafka, stop.clone())
         .await
         .context("cannot start the persister's Kafka consumer")?;
     let metrics = Arc::new(Metrics::new());
@@ -625,8 +618,8 @@ pub async fn run_persister(
     println!(
         "quickchat-server {} persister: topic {} at {brokers} (group {}) into {}{}",
         env!("CARGO_PKG_VERSION"),
-        settings.cluster.kafka_topic,
-        settings.cluster.kafka_consumer_group,
+        settings.kafka.topic,
+        settings.kafka.consumer_group,
         redact_url(database_url),
         metrics_addr
             .map(|addr| format!(" · metrics: http://{addr}/metrics"))

@@ -22,7 +22,15 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 
 use crate::api::client_addr::ClientAddr;
-use crate::settings::TlsSettings;
+
+/// The server's certificate and key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

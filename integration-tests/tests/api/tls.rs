@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prost::Message;
 use quickchat_proto::v1;
-use quickchat_service::settings::TlsSettings;
+use quickchat_service::tls::TlsSettings;
 use quickchat_service::{Application, Settings};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::sync::oneshot;

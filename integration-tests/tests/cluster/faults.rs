@@ -130,7 +130,7 @@ async fn kafka_stopped_for_ten_seconds_fails_sends_fast_and_loses_nothing() {
     let _broker = PrivateBroker::start_at(broker_address, &proxy.addr.to_string()).await;
     let mut env = ClusterEnv::new().await;
     env.kafka_brokers = proxy.addr.to_string();
-    env.cluster.kafka_produce_timeout_ms = 2_000;
+    env.kafka.produce_timeout_ms = 2_000;
     let nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
     let balancer = Balancer::over(&nodes);
     let members = rooms_on(&nodes[0], ROOMS, MEMBERS_PER_ROOM).await;

@@ -39,7 +39,7 @@ async fn a_persister_killed_between_writing_and_committing_is_replayed_by_the_ne
     let _broker = PrivateBroker::start_at(broker_address, &proxy.addr.to_string()).await;
     let mut env = ClusterEnv::new().await;
     env.kafka_brokers = proxy.addr.to_string();
-    env.cluster.kafka_partitions = 1;
+    env.kafka.partitions = 1;
 
     // The node only relays and produces; the persister is a process of its own.
     let sender = Node::start(quickchat_service::Settings {
@@ -143,7 +143,7 @@ async fn a_persister_killed_between_writing_and_committing_is_replayed_by_the_ne
 
     // The next persister (after the dead one's session lapses) reads the batch again.
     tokio::time::sleep(Duration::from_millis(
-        u64::from(env.cluster.kafka_session_timeout_ms) + 1_000,
+        u64::from(env.kafka.session_timeout_ms) + 1_000,
     ))
     .await;
     let mut second = ServerProcess::start(&persister_args(&env));

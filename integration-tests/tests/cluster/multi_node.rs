@@ -328,7 +328,7 @@ async fn the_persister_can_run_alone_as_its_own_process() {
 
 /// Deletes every Redis key of this cluster, as a Redis restart without persistence does.
 fn wipe_redis(env: &ClusterEnv) {
-    let pattern = format!("{}:*", env.cluster.redis_key_prefix);
+    let pattern = format!("{}:*", env.redis.key_prefix);
     let keys = std::process::Command::new("redis-cli")
         .args(["-u", &env.redis_url, "--scan", "--pattern", &pattern])
         .output()
@@ -408,7 +408,7 @@ async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_late
     let broker = crate::nodes::PrivateBroker::start().await;
     let mut env = ClusterEnv::new().await;
     env.kafka_brokers = broker.address.clone();
-    env.cluster.kafka_produce_timeout_ms = 1_000;
+    env.kafka.produce_timeout_ms = 1_000;
     let node = Node::start(env.settings()).await;
     let owner = register_on(&node.channel, "Olga").await;
     let group = create_group_on(&node.channel, &owner.access_token, "Outage").await;
@@ -508,7 +508,7 @@ async fn spreading_wrong_passcodes_over_nodes_gains_nothing() {
 /// Takes offset `N+1` of a room away behind the relays' backs, as an entry lost between
 /// the counter and the stream would: the next message gets `N+2`.
 fn lose_next_offset(env: &ClusterEnv, group_id: &str) {
-    let meta = format!("{}:room:{group_id}:meta", env.cluster.redis_key_prefix);
+    let meta = format!("{}:room:{group_id}:meta", env.redis.key_prefix);
     let status = std::process::Command::new("redis-cli")
         .args(["-u", &env.redis_url, "HINCRBY", &meta, "offset", "1"])
         .output()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quickchat_service::settings::ClusterSettings;
+use quickchat_service::settings::{KafkaSettings, PresenceTiming, RedisSettings};
 use quickchat_service::store::Store;
 use quickchat_service::{Application, Settings};
 use secrecy::SecretString;
@@ -19,7 +19,8 @@ pub struct ClusterEnv {
     pub database_url: String,
     pub redis_url: String,
     pub kafka_brokers: String,
-    pub cluster: ClusterSettings,
+    pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
     data_dir: tempfile::TempDir,
 }
 
@@ -40,16 +41,20 @@ impl ClusterEnv {
             database_url: fresh_postgres_database().await,
             redis_url,
             kafka_brokers,
-            cluster: ClusterSettings {
-                redis_key_prefix: format!("qc-test-{id}"),
-                kafka_topic: format!("quickchat.test.{id}"),
-                kafka_partitions: 3,
-                kafka_consumer_group: format!("quickchat-persister-{id}"),
-                kafka_session_timeout_ms: 6_000,
-                kafka_heartbeat_interval_ms: 500,
-                kafka_produce_timeout_ms: 5_000,
-                redis_heartbeat: Duration::from_millis(500),
-                redis_presence_ttl: Duration::from_secs(3),
+            redis: RedisSettings {
+                key_prefix: format!("qc-test-{id}"),
+                presence: PresenceTiming {
+                    refresh: Duration::from_millis(500),
+                    ttl: Duration::from_secs(3),
+                },
+            },
+            kafka: KafkaSettings {
+                topic: format!("quickchat.test.{id}"),
+                partitions: 3,
+                consumer_group: format!("quickchat-persister-{id}"),
+                session_timeout_ms: 6_000,
+                heartbeat_interval_ms: 500,
+                produce_timeout_ms: 5_000,
             },
             data_dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -64,7 +69,8 @@ impl ClusterEnv {
             redis_url: Some(self.redis_url.clone()),
             kafka_brokers: Some(self.kafka_brokers.clone()),
             jwt_secret: Some(SecretString::from(JWT_SECRET.to_owned())),
-            cluster: self.cluster.clone(),
+            redis: self.redis.clone(),
+            kafka: self.kafka.clone(),
             ..Settings::default()
         }
     }
@@ -72,7 +78,7 @@ impl ClusterEnv {
     /// Command-line flags of a node or persister process of this cluster (see
     /// `support::process`): the same settings as [`ClusterEnv::settings`].
     pub fn args(&self) -> Vec<String> {
-        let c = &self.cluster;
+        let (redis, kafka) = (&self.redis, &self.kafka);
         [
             ("--listen", "127.0.0.1:0".to_owned()),
             ("--data-dir", self.data_dir.path().display().to_string()),
@@ -80,21 +86,21 @@ impl ClusterEnv {
             ("--redis-url", self.redis_url.clone()),
             ("--kafka-brokers", self.kafka_brokers.clone()),
             ("--jwt-secret", JWT_SECRET.to_owned()),
-            ("--redis-key-prefix", c.redis_key_prefix.clone()),
-            ("--kafka-topic", c.kafka_topic.clone()),
-            ("--kafka-partitions", c.kafka_partitions.to_string()),
-            ("--kafka-consumer-group", c.kafka_consumer_group.clone()),
+            ("--redis-key-prefix", redis.key_prefix.clone()),
+            ("--kafka-topic", kafka.topic.clone()),
+            ("--kafka-partitions", kafka.partitions.to_string()),
+            ("--kafka-consumer-group", kafka.consumer_group.clone()),
             (
                 "--kafka-session-timeout-ms",
-                c.kafka_session_timeout_ms.to_string(),
+                kafka.session_timeout_ms.to_string(),
             ),
             (
                 "--kafka-heartbeat-interval-ms",
-                c.kafka_heartbeat_interval_ms.to_string(),
+                kafka.heartbeat_interval_ms.to_string(),
             ),
             (
                 "--kafka-produce-timeout-ms",
-                c.kafka_produce_timeout_ms.to_string(),
+                kafka.produce_timeout_ms.to_string(),
             ),
             ("--metrics-listen", "127.0.0.1:0".to_owned()),
         ]
@@ -110,13 +116,13 @@ impl ClusterEnv {
         use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.kafka_brokers)
-            .set("group.id", &self.cluster.kafka_consumer_group)
+            .set("group.id", &self.kafka.consumer_group)
             .set("enable.auto.commit", "false")
             .create()
             .expect("a consumer to read committed offsets");
         let mut partitions = TopicPartitionList::new();
-        for p in 0..self.cluster.kafka_partitions {
-            partitions.add_partition(&self.cluster.kafka_topic, p);
+        for p in 0..self.kafka.partitions {
+            partitions.add_partition(&self.kafka.topic, p);
         }
         let committed = consumer
             .committed_offsets(partitions, Duration::from_secs(10))

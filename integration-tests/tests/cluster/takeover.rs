@@ -3,7 +3,7 @@
 //!
 //! Nodes run as real processes (killed with SIGKILL: the consumer never leaves its group).
 //! The bound is the one the README states: the takeover bound
-//! (`ClusterSettings::kafka_takeover_bound`, 10 s with the tests' session timeout of 6 s)
+//! (`KafkaSettings::takeover_bound`, 10 s with the tests' session timeout of 6 s)
 //! plus [`CATCH_UP`].
 
 use std::collections::BTreeMap;
@@ -60,8 +60,8 @@ async fn lags_over(nodes: &[ServerProcess]) -> BTreeMap<i32, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_for_good_has_its_acked_messages_stored_by_the_survivor_within_the_bound() {
     let env = ClusterEnv::new().await;
-    let partitions: Vec<i32> = (0..env.cluster.kafka_partitions).collect();
-    let bound = env.cluster.kafka_takeover_bound() + CATCH_UP;
+    let partitions: Vec<i32> = (0..env.kafka.partitions).collect();
+    let bound = env.kafka.takeover_bound() + CATCH_UP;
     let mut nodes: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::start(&env.args())).collect();
 
     // Both persisters hold partitions before the traffic starts.

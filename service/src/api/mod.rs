@@ -7,6 +7,7 @@ mod auth_service;
 mod chat_service;
 pub mod client_addr;
 mod group_service;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use admin_service::AdminApi;
 pub use auth_service::AuthApi;
 pub use chat_service::ChatApi;
 pub use group_service::GroupApi;
+pub use limits::Limits;
 
 use crate::auth::Authenticator;
 use crate::auth::oidc::Oidc;
@@ -27,7 +29,6 @@ use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
 use crate::rate_limit::{AttemptGuard, TokenBuckets};
-use crate::settings::Limits;
 use crate::store::{GroupWithOwner, Store, group_members, users};
 pub use client_addr::ClientAddr;
 

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use quickchat_proto::v1;
 use quickchat_service::Settings;
-use quickchat_service::settings::OidcSettings;
+use quickchat_service::auth::oidc::OidcSettings;
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use secrecy::SecretString;

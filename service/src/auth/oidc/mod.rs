@@ -18,13 +18,48 @@ use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
 use crate::error::ApiError;
-use crate::settings::OidcSettings;
 use discovery::Discovery;
 use keys::Keys;
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The `iss` every ID token must carry, e.g. `https://accounts.google.com`.
+    pub issuer: String,
+    /// Our OAuth client id: the `aud` every ID token must carry.
+    pub client_id: String,
+    /// Where to fetch the issuer's signing keys; `None` means OpenID discovery
+    /// (`{issuer}/.well-known/openid-configuration`).
+    pub jwks_url: Option<String>,
+    /// Stored as the user's `provider`, e.g. `google`.
+    pub provider: String,
+    /// The provider's name for people, on the browser app's "Sign in with …" button.
+    pub display_name: String,
+    /// The secret of our OAuth client, sent to the token endpoint when the server trades an
+    /// authorization code (Google's web-application clients need it even with PKCE); `None`
+    /// for a public client, where PKCE alone is enough.
+    pub client_secret: Option<SecretString>,
+    /// The redirect URIs an authorization code may have been sent to (those registered at
+    /// the provider). Empty means `/auth/callback` on each origin whose pages may call the
+    /// API (the server's own, or the `--cors-origin` list).
+    pub redirect_uris: Vec<String>,
+}
+
+impl OidcSettings {
+    /// The display name when none is configured: the provider name, capitalised
+    /// (`google` → `Google`).
+    pub fn display_name_for(provider: &str) -> String {
+        let mut chars = provider.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => "OpenID Connect".to_owned(),
+        }
+    }
+}
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the browser app receives the code (its `/auth/callback` page).

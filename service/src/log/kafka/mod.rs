@@ -1,14 +1,14 @@
 //! The Kafka message log of distributed mode.
 //!
 //! [`KafkaLog`] is the [`MessageLog`] the nodes append to: every message is produced to one
-//! topic (`ClusterSettings::kafka_topic`), keyed by its group id so a room's messages stay in
+//! topic (`KafkaSettings::topic`), keyed by its group id so a room's messages stay in
 //! one partition and in order, encoded as protobuf `quickchat.v1.Message`. The producer is
 //! idempotent with `acks=all`, and `append` resolves only once Kafka has confirmed the record;
-//! when Kafka cannot confirm it within `kafka_produce_timeout_ms`, `append` fails with
+//! when Kafka cannot confirm it within `KafkaSettings::produce_timeout_ms`, `append` fails with
 //! [`LogError::Unavailable`].
 //!
 //! [`KafkaSource`] is the persister's end: a consumer in the group
-//! `ClusterSettings::kafka_consumer_group` that hands batches to [`persister::run`] and commits
+//! `KafkaSettings::consumer_group` that hands batches to [`persister::run`] and commits
 //! their offsets only once the batch is in the store. A persister that dies in between makes
 //! its successor read the batch again, and the idempotent insert keeps one row per message.
 //! More persisters in the same group share the topic's partitions. With metrics, each reports
@@ -19,8 +19,11 @@
 //! [`persister::run`]: super::persister::run
 
 mod lag;
+mod settings;
 pub mod tail;
 mod takeover;
+
+pub use settings::KafkaSettings;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -48,7 +51,6 @@ use super::persister::LogSource;
 use super::{LogError, MessageLog};
 use crate::metrics::Metrics;
 use crate::room::ChatMessage;
-use crate::settings::ClusterSettings;
 use crate::store::Unstored;
 
 /// How long a batch waits for more records once its first one has arrived.
@@ -71,19 +73,19 @@ pub struct KafkaLog {
 
 impl KafkaLog {
     /// Makes sure the topic exists (see [`ensure_topic`]), then builds the producer.
-    pub async fn connect(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<Self> {
+    pub async fn connect(brokers: &str, settings: &KafkaSettings) -> anyhow::Result<Self> {
         ensure_topic(brokers, settings).await?;
         Self::new(brokers, settings)
     }
 
     /// Builds the producer without contacting Kafka: the connection is made in the
     /// background, and an `append` that Kafka does not confirm in time fails.
-    pub fn new(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<Self> {
-        let produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms.into());
+    pub fn new(brokers: &str, settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let produce_timeout = Duration::from_millis(settings.produce_timeout_ms.into());
         let producer = build_producer(brokers, produce_timeout)?;
         Ok(Self {
             producer: Mutex::new(Some(Arc::new(producer))),
-            topic: settings.kafka_topic.clone(),
+            topic: settings.topic.clone(),
             brokers: brokers.to_owned(),
             produce_timeout,
         })
@@ -244,7 +246,7 @@ impl KafkaSource {
     /// then leaves the group.
     pub async fn connect(
         brokers: &str,
-        settings: &ClusterSettings,
+        settings: &KafkaSettings,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         ensure_topic(brokers, settings).await?;
@@ -255,26 +257,26 @@ impl KafkaSource {
         // rebalance timeout), which only bounds how long a rebalance waits for a live member
         // that does not poll (see the README, "A node that dies for good").
         let consumer: StreamConsumer<KafkaContext> = client_config(brokers)
-            .set("group.id", &settings.kafka_consumer_group)
+            .set("group.id", &settings.consumer_group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set(
                 "session.timeout.ms",
-                settings.kafka_session_timeout_ms.to_string(),
+                settings.session_timeout_ms.to_string(),
             )
             .set(
                 "heartbeat.interval.ms",
-                settings.kafka_heartbeat_interval_ms.to_string(),
+                settings.heartbeat_interval_ms.to_string(),
             )
             .create_with_context(KafkaContext)
             .context("creating the kafka consumer")?;
         consumer
-            .subscribe(&[&settings.kafka_topic])
-            .with_context(|| format!("subscribing to kafka topic {}", settings.kafka_topic))?;
+            .subscribe(&[&settings.topic])
+            .with_context(|| format!("subscribing to kafka topic {}", settings.topic))?;
         tracing::info!(
-            topic = %settings.kafka_topic,
-            group = %settings.kafka_consumer_group,
-            takeover_bound_secs = settings.kafka_takeover_bound().as_secs_f64(),
+            topic = %settings.topic,
+            group = %settings.consumer_group,
+            takeover_bound_secs = settings.takeover_bound().as_secs_f64(),
             "kafka persister consumer started"
         );
         let consumer = Arc::new(consumer);
@@ -282,14 +284,14 @@ impl KafkaSource {
         let rejoin = Arc::new(Notify::new());
         let monitor = Monitor::start(
             Arc::downgrade(&consumer),
-            settings.kafka_topic.clone(),
-            settings.kafka_takeover_bound(),
+            settings.topic.clone(),
+            settings.takeover_bound(),
             rejoin.clone(),
             metrics.clone(),
         );
         Ok(Self {
             consumer: Some(consumer),
-            topic: settings.kafka_topic.clone(),
+            topic: settings.topic.clone(),
             stop,
             monitor: Some(monitor),
             metrics,
@@ -430,15 +432,15 @@ impl LogSource for KafkaSource {
     }
 }
 
-/// Creates the topic with `kafka_partitions` partitions (the broker's default replication
+/// Creates the topic with `partitions` partitions (the broker's default replication
 /// factor) unless it exists. Fails when Kafka does not answer in time.
-pub async fn ensure_topic(brokers: &str, settings: &ClusterSettings) -> anyhow::Result<()> {
+pub async fn ensure_topic(brokers: &str, settings: &KafkaSettings) -> anyhow::Result<()> {
     let admin: AdminClient<KafkaContext> = client_config(brokers)
         .create_with_context(KafkaContext)
         .context("creating the kafka admin client")?;
     let topic = NewTopic::new(
-        &settings.kafka_topic,
-        settings.kafka_partitions,
+        &settings.topic,
+        settings.partitions,
         TopicReplication::Fixed(-1),
     );
     let options = AdminOptions::new()
@@ -450,14 +452,14 @@ pub async fn ensure_topic(brokers: &str, settings: &ClusterSettings) -> anyhow::
     )
     .await
     .with_context(|| format!("kafka at {brokers} did not answer"))?
-    .with_context(|| format!("creating kafka topic {}", settings.kafka_topic))?;
+    .with_context(|| format!("creating kafka topic {}", settings.topic))?;
     // The admin client's Drop joins its polling thread.
     tokio::task::spawn_blocking(move || drop(admin)).await?;
     for result in created {
         match result {
             Ok(name) => tracing::info!(
                 topic = %name,
-                partitions = settings.kafka_partitions,
+                partitions = settings.partitions,
                 "kafka topic created"
             ),
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
@@ -596,16 +598,15 @@ mod tests {
     }
 
     /// A fresh topic and consumer group, with consumer timeouts short enough for tests.
-    fn settings(partitions: i32) -> ClusterSettings {
+    fn settings(partitions: i32) -> KafkaSettings {
         let id = Uuid::new_v4();
-        ClusterSettings {
-            kafka_topic: format!("quickchat-test-{id}"),
-            kafka_partitions: partitions,
-            kafka_consumer_group: format!("quickchat-test-{id}"),
-            kafka_session_timeout_ms: 6_000,
-            kafka_heartbeat_interval_ms: 500,
-            kafka_produce_timeout_ms: 10_000,
-            ..ClusterSettings::default()
+        KafkaSettings {
+            topic: format!("quickchat-test-{id}"),
+            partitions,
+            consumer_group: format!("quickchat-test-{id}"),
+            session_timeout_ms: 6_000,
+            heartbeat_interval_ms: 500,
+            produce_timeout_ms: 10_000,
         }
     }
 
@@ -712,15 +713,12 @@ mod tests {
 
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
-            .set(
-                "group.id",
-                format!("{}-reader", settings.kafka_consumer_group),
-            )
+            .set("group.id", format!("{}-reader", settings.consumer_group))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        consumer.subscribe(&[&settings.kafka_topic]).unwrap();
+        consumer.subscribe(&[&settings.topic]).unwrap();
         let mut seen: HashMap<Uuid, Vec<(i32, String, u64)>> = HashMap::new();
         let total = rooms.len() * per_room as usize;
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -857,8 +855,8 @@ mod tests {
         // librdkafka checks message timeouts about every 100 ms; the rest is scheduling.
         let tolerance = Duration::from_millis(700);
         for (case, brokers) in [("refused", refused_broker()), ("hung", hung_broker())] {
-            let settings = ClusterSettings {
-                kafka_produce_timeout_ms: timeout.as_millis() as u32,
+            let settings = KafkaSettings {
+                produce_timeout_ms: timeout.as_millis() as u32,
                 ..settings(1)
             };
             let log = KafkaLog::new(&brokers, &settings).unwrap();
@@ -909,23 +907,20 @@ mod tests {
     }
 
     /// Every record of partition 0 of the topic, decoded, oldest first.
-    async fn partition_zero(brokers: &str, settings: &ClusterSettings) -> Vec<ChatMessage> {
+    async fn partition_zero(brokers: &str, settings: &KafkaSettings) -> Vec<ChatMessage> {
         use rdkafka::consumer::{Consumer as _, StreamConsumer};
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            .set(
-                "group.id",
-                format!("{}-reader", settings.kafka_consumer_group),
-            )
+            .set("group.id", format!("{}-reader", settings.consumer_group))
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(&settings.kafka_topic, 0, Offset::Beginning)
+            .add_partition_offset(&settings.topic, 0, Offset::Beginning)
             .unwrap();
         consumer.assign(&assignment).unwrap();
-        let topic = settings.kafka_topic.clone();
+        let topic = settings.topic.clone();
         let (consumer, (low, high)) = tokio::task::spawn_blocking(move || {
             let watermarks = consumer.fetch_watermarks(&topic, 0, PATIENCE);
             (consumer, watermarks.unwrap())

@@ -16,9 +16,9 @@ use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
+use super::KafkaSettings;
 use super::{client_config, decode};
 use crate::log::LogTail;
-use crate::settings::ClusterSettings;
 
 /// Longest a tail read may take; past it the read fails (and the send that needed it
 /// fails with `UNAVAILABLE`) rather than guess.
@@ -33,11 +33,11 @@ pub struct KafkaTail {
 impl KafkaTail {
     /// The tail of the topic in `settings`, relative to the persisters' consumer group.
     /// Contacts Kafka only when read.
-    pub fn new(brokers: &str, settings: &ClusterSettings) -> Self {
+    pub fn new(brokers: &str, settings: &KafkaSettings) -> Self {
         Self {
             brokers: brokers.to_owned(),
-            topic: settings.kafka_topic.clone(),
-            consumer_group: settings.kafka_consumer_group.clone(),
+            topic: settings.topic.clone(),
+            consumer_group: settings.consumer_group.clone(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! So every second the [`Watchdog`] is shown, for each partition of the topic, the group's
 //! committed offset, the partition's end and whether this consumer reads it. A partition with
 //! uncommitted records whose committed offset has not moved for longer than
-//! [`ClusterSettings::kafka_takeover_bound`] has no working owner. If this consumer does not
+//! [`KafkaSettings::takeover_bound`] has no working owner. If this consumer does not
 //! read it and its own partitions are not stuck too (a database outage stalls every
 //! persister alike, and no rebalance helps), the watchdog asks for a rejoin: leaving the
 //! group starts a new generation on any broker, in which the leader's assignment of the live
@@ -22,7 +22,7 @@
 //! On a broker that reassigns a dead member's partitions by itself the partitions move
 //! within the bound, and the watchdog never acts.
 //!
-//! [`ClusterSettings::kafka_takeover_bound`]: crate::settings::ClusterSettings::kafka_takeover_bound
+//! [`KafkaSettings::takeover_bound`]: super::KafkaSettings::takeover_bound
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -122,6 +122,26 @@ impl Default for PresenceTiming {
     }
 }
 
+/// How a node uses the cluster's Redis (the URL is given apart: it says whether there is a
+/// Redis relay at all).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+    /// How often this node refreshes its presence entries (and re-checks the epochs of the
+    /// rooms it reads), and how long the entries of a node that stopped doing so last.
+    pub presence: PresenceTiming,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            key_prefix: "quickchat".into(),
+            presence: PresenceTiming::default(),
+        }
+    }
+}
+
 /// The cluster room relay on Redis Streams; see the [module documentation](self).
 pub struct RedisRelay {
     inner: Arc<Inner>,
@@ -234,11 +254,11 @@ impl RedisRelay {
     pub fn with_tail_of(
         self,
         brokers: Option<&str>,
-        cluster: &crate::settings::ClusterSettings,
+        kafka: &crate::log::kafka::KafkaSettings,
     ) -> Self {
         match brokers {
             Some(brokers) => self.with_log_tail(Arc::new(crate::log::kafka::tail::KafkaTail::new(
-                brokers, cluster,
+                brokers, kafka,
             ))),
             None => self,
         }
