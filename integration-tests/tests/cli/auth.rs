@@ -273,7 +273,7 @@ fn id_token_sign_in_reports_what_the_server_says() {
     let err = user.fails(&["login", "--id-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"], 1);
     assert_eq!(
         err.trim(),
-        "error: Sign-in with an ID token is not configured on this server."
+        "error: Sign-in with an identity provider is not configured on this server."
     );
 }
 
