@@ -24,6 +24,8 @@
 #
 #   eval "$(scripts/containers.sh)"
 #   scripts/containers.sh postgres redis      # only these images
+#   scripts/containers.sh --remove-run RUN    # remove the containers of test run RUN
+#                                             # (QUICKCHAT_TEST_RUN; scripts/test.sh does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,6 +111,17 @@ elif command -v docker >/dev/null; then
   [[ -n "$docker_host" ]] && export DOCKER_HOST="$docker_host"
 else
   engine=(podman --remote --url "$docker_host")
+fi
+
+if [[ "${1:-}" == --remove-run ]]; then
+  run="${2:?--remove-run needs the run (QUICKCHAT_TEST_RUN)}"
+  ids="$("${engine[@]}" ps -aq --filter "label=quickchat.test.run=$run" 2>/dev/null || true)"
+  if [[ -n "$ids" ]]; then
+    # shellcheck disable=SC2086 # one id per word
+    "${engine[@]}" rm -f $ids >/dev/null
+    say "removed the containers of test run $run"
+  fi
+  exit 0
 fi
 
 # --- 2. the images ---------------------------------------------------------------------
