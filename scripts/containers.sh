@@ -121,6 +121,8 @@ if [[ "${1:-}" == --remove-run ]]; then
     "${engine[@]}" rm -f $ids >/dev/null
     say "removed the containers of test run $run"
   fi
+  # The lock its test processes took turns on (integration-tests/src/services.rs).
+  rm -f "${TMPDIR:-/tmp}/quickchat-test-$run.lock"
   exit 0
 fi
 
