@@ -49,8 +49,9 @@ answers() {
   esac
 }
 
-# One caller at a time (two concurrent runs must not both install, build or start).
-exec 9>"$state_dir/lock"
+# One caller at a time on this machine, from any checkout (two concurrent runs must not both
+# install, build or start the API on the same socket).
+exec 9>"${TMPDIR:-/tmp}/quickchat-containers.lock"
 flock 9
 
 # --- 1. the engine ---------------------------------------------------------------------
