@@ -7,8 +7,12 @@
 #   3. the browser app: its unit tests (Vitest) and the end-to-end scenario in headless
 #      Chromium against a real server (scripts/web.sh test; needs Node.js 20+ and npm,
 #      installs Chromium with apt-get when missing);
-#   4. the README's buf curl walkthrough, run as written against a real server
-#      (scripts/walkthrough.sh). 3 and 4 are skipped when arguments are given.
+#   4. the cluster suite (with its fault suite) once more with PostgreSQL, Redis and Kafka
+#      in containers that the tests start through testcontainers (scripts/containers.sh
+#      installs podman where missing and builds the images from Debian's packages, once;
+#      QUICKCHAT_TEST_CONTAINERS=off skips this step);
+#   5. the README's buf curl walkthrough, run as written against a real server
+#      (scripts/walkthrough.sh). 3 to 5 are skipped when arguments are given.
 # Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
 # Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
 # (scripts/kafka.sh).
@@ -44,10 +48,28 @@ if command -v psql >/dev/null; then
 fi
 
 echo "== all tests (API suite on the embedded default, SQLite)" >&2
-QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace "$@"
+# The containers binary is about the harness's containers: it runs in step 4.
+if [[ $# -eq 0 ]]; then
+  QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace -E 'not binary(containers)'
+else
+  QUICKCHAT_TEST_STORE=sqlite cargo nextest run --workspace "$@"
+fi
 
 echo "== API suite on PostgreSQL" >&2
 QUICKCHAT_TEST_STORE=postgres cargo nextest run -p quickchat-integration-tests -E 'binary(api)' "$@"
+
+if [[ $# -eq 0 && "${QUICKCHAT_TEST_CONTAINERS:-on}" != off ]]; then
+  echo "== cluster suite again, with PostgreSQL, Redis and Kafka in containers (testcontainers)" >&2
+  containers="$(scripts/containers.sh)"
+  eval "$containers"
+  # The run's containers, shared by its test processes, are removed when it ends.
+  export QUICKCHAT_TEST_RUN="quickchat-test-$(date +%s)-$$"
+  trap 'scripts/containers.sh --remove-run "$QUICKCHAT_TEST_RUN" >/dev/null' EXIT
+  env -u QUICKCHAT_TEST_DATABASE_URL -u QUICKCHAT_TEST_REDIS_URL -u QUICKCHAT_TEST_KAFKA_BROKERS \
+    cargo nextest run -p quickchat-integration-tests -E 'binary(cluster) | binary(containers)'
+  scripts/containers.sh --remove-run "$QUICKCHAT_TEST_RUN" >/dev/null
+  trap - EXIT
+fi
 
 if [[ $# -eq 0 ]]; then
   echo "== browser app: unit tests and the end-to-end scenario in Chromium" >&2

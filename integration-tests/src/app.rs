@@ -98,13 +98,10 @@ async fn test_database_url(dir: &tempfile::TempDir) -> String {
     }
 }
 
-/// A new, empty PostgreSQL database on the server of `QUICKCHAT_TEST_DATABASE_URL`
-/// (default: the local one), and its URL.
+/// A new, empty PostgreSQL database on the tests' server (see [`crate::services`]), and its
+/// URL.
 pub async fn fresh_postgres_database() -> String {
-    let admin_url = std::env::var("QUICKCHAT_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = crate::services::postgres_url().await;
     let name = format!("quickchat_test_{}", Uuid::new_v4().simple());
     let admin = Database::connect(&admin_url)
         .await
@@ -114,7 +111,7 @@ pub async fn fresh_postgres_database() -> String {
         .await
         .expect("create test database");
     admin.close().await.ok();
-    let mut url = url::Url::parse(&admin_url).expect("QUICKCHAT_TEST_DATABASE_URL is a URL");
+    let mut url = url::Url::parse(&admin_url).expect("the PostgreSQL URL is a URL");
     url.set_path(&name);
     url.to_string()
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 use tonic::transport::Channel;
 
-use crate::nodes::{ClusterEnv, PrivateBroker, PrivateRedis, free_address};
+use crate::nodes::ClusterEnv;
+use crate::private::{PrivateBroker, PrivateRedis, free_address};
 use crate::process::ServerProcess;
 use crate::proxy::CuttableProxy;
 use crate::traffic::{Balancer, ClientLog, Traffic, Verdict, address, channel_to, rooms_on};

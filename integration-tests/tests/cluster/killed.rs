@@ -6,7 +6,8 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::chat_client::ChatClient;
 use crate::helpers::{create_group_on, register_on};
-use crate::nodes::{ClusterEnv, Node, PrivateBroker, free_address};
+use crate::nodes::{ClusterEnv, Node};
+use crate::private::{PrivateBroker, free_address};
 use crate::process::ServerProcess;
 use crate::proxy::CuttableProxy;
 

@@ -405,7 +405,7 @@ async fn when_redis_loses_its_state_streams_end_and_clients_learn_recovery_is_im
 
 #[tokio::test]
 async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_later_lands_once() {
-    let broker = crate::nodes::PrivateBroker::start().await;
+    let broker = crate::private::PrivateBroker::start().await;
     let mut env = ClusterEnv::new().await;
     env.kafka_brokers = broker.address.clone();
     env.kafka.produce_timeout_ms = 1_000;
@@ -422,7 +422,7 @@ async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_late
     let first = olga.send_and_ack("m1", "before the outage").await;
     assert_eq!(ann.next_message().await, first);
 
-    broker.freeze();
+    broker.freeze().await;
     let sent_at = tokio::time::Instant::now();
     olga.send("m2", "during the outage").await;
     let rejected = olga
@@ -446,7 +446,7 @@ async fn while_kafka_is_unreachable_sends_fail_with_unavailable_and_a_retry_late
     let seen = ann.next_message().await;
     assert_eq!((seen.offset, seen.body.as_str()), (2, "during the outage"));
 
-    broker.thaw();
+    broker.thaw().await;
     // The client retries with the same id: the same message, now durable.
     let mut retried = None;
     for _ in 0..20 {

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::helpers::{JWT_SECRET, fresh_postgres_database};
+use crate::services;
 
 /// The shared infrastructure of one test's cluster.
 pub struct ClusterEnv {
@@ -28,14 +29,8 @@ impl ClusterEnv {
     /// A fresh database, Redis key prefix, Kafka topic and consumer group.
     pub async fn new() -> Self {
         quickchat_service::telemetry::init();
-        let kafka_brokers = std::env::var("QUICKCHAT_TEST_KAFKA_BROKERS")
-            .ok()
-            .filter(|b| !b.is_empty())
-            .expect("QUICKCHAT_TEST_KAFKA_BROKERS is not set: run scripts/test.sh, or start a broker with scripts/kafka.sh");
-        let redis_url = std::env::var("QUICKCHAT_TEST_REDIS_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let kafka_brokers = services::kafka_brokers().await;
+        let redis_url = services::redis_url().await;
         let id = Uuid::new_v4().simple().to_string();
         Self {
             database_url: fresh_postgres_database().await,
@@ -233,148 +228,5 @@ impl Drop for Node {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-/// A Kafka-protocol broker (tansu, in memory) of one test's own, which the test can freeze
-/// (SIGSTOP: it stops answering, as a broker behind a dead network does) and thaw.
-pub struct PrivateBroker {
-    pub address: String,
-    child: std::process::Child,
-}
-
-/// A free loopback address (nothing listens on it once this returns).
-pub fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-impl PrivateBroker {
-    pub async fn start() -> PrivateBroker {
-        let address = free_address();
-        Self::start_at(address.clone(), &address).await
-    }
-
-    /// A broker on `address` that tells clients to reach it at `advertised` (e.g. through
-    /// a proxy the test controls).
-    pub async fn start_at(address: String, advertised: &str) -> PrivateBroker {
-        let tansu = which_tansu();
-        let mut child = std::process::Command::new(&tansu)
-            .args(["broker", "--cluster-id", "quickchat-private"])
-            .args(["--listener-url", &format!("tcp://{address}")])
-            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(&address).await.is_ok() {
-                return PrivateBroker { address, child };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tansu did not listen on {address}");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.thaw();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The tansu binary scripts/kafka.sh installs.
-fn which_tansu() -> String {
-    let on_path = std::process::Command::new("sh")
-        .args(["-c", "command -v tansu"])
-        .output()
-        .ok();
-    match on_path.filter(|o| o.status.success()) {
-        Some(output) => String::from_utf8(output.stdout).unwrap().trim().to_owned(),
-        None => format!(
-            "{}/.cargo/bin/tansu",
-            std::env::var("HOME").unwrap_or_default()
-        ),
-    }
-}
-
-/// A Redis server of one test's own (nothing kept on disk), which the test can kill and
-/// start again on the same port: empty, as after a crash without persistence.
-pub struct PrivateRedis {
-    pub url: String,
-    port: u16,
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    pub async fn start() -> PrivateRedis {
-        let port: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
-        let child = Self::spawn(port).await;
-        PrivateRedis {
-            url: format!("redis://127.0.0.1:{port}"),
-            port,
-            child,
-        }
-    }
-
-    async fn spawn(port: u16) -> std::process::Child {
-        let mut child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts (Debian's redis-server package)");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return child;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not listen on port {port}");
-    }
-
-    /// SIGKILL, then a new empty server on the same port.
-    pub async fn restart_empty(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(self.port).await;
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
