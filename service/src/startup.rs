@@ -169,7 +169,8 @@ impl Application {
                         let source =
                             KafkaSource::connect(brokers, &settings.kafka, stop_persister.clone())
                                 .await
-                                .context("cannot start the persister's Kafka consumer")?;
+                                .context("cannot start the persister's Kafka consumer")?
+                                .storing_into(store.clone());
                         Some(tokio::spawn(persister::run_observed(
                             source,
                             store.clone(),
@@ -608,7 +609,8 @@ pub async fn run_persister(
     let stop = CancellationToken::new();
     let source = KafkaSource::connect(brokers, &settings.kafka, stop.clone())
         .await
-        .context("cannot start the persister's Kafka consumer")?;
+        .context("cannot start the persister's Kafka consumer")?
+        .storing_into(store.clone());
     let metrics = Arc::new(Metrics::new());
     let stop_metrics = CancellationToken::new();
     let metrics_addr = match settings.metrics_listen {

@@ -171,7 +171,7 @@ async fn kafka_stopped_for_ten_seconds_fails_sends_fast_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing() {
+async fn postgres_unreachable_past_the_takeover_bound_delays_storage_and_loses_nothing() {
     let mut env = ClusterEnv::new().await;
     let direct = env.store().await;
     let mut url = url::Url::parse(&env.database_url).unwrap();
@@ -223,13 +223,24 @@ async fn postgres_unreachable_for_ten_seconds_delays_storage_and_loses_nothing()
         lag(&nodes).await > 0.0,
         "the consumer lag shows the unstored messages"
     );
-    sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
+    // Longer than the takeover bound: every persister is stalled, and none takes the
+    // others' partitions (that cannot store them either).
+    let outage = env.kafka.takeover_bound() + Duration::from_secs(5);
+    sleep(outage.saturating_sub(cut_at.elapsed())).await;
     proxy.restore();
     let restored_at = Instant::now();
     sleep(Duration::from_secs(3)).await;
+    let mut rejoins = 0.0;
+    for node in &nodes {
+        rejoins += node.metric("quickchat_persister_takeover_rejoins").await;
+    }
+    assert_eq!(
+        rejoins, 0.0,
+        "a database outage is not a dead persister: no partition changed hands"
+    );
 
     let (_, verdict) = judge(
-        "PostgreSQL unreachable 10 s",
+        "PostgreSQL unreachable 15 s",
         traffic,
         direct.connection(),
         restored_at,

@@ -442,6 +442,11 @@ impl Store {
             .await
     }
 
+    /// Whether the database answers (a round trip).
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
     // ----- messages -----
 
     /// Offset of the newest stored message of a room (0 when there is none).

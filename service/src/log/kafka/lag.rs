@@ -149,15 +149,13 @@ impl Sinks {
             metrics.set_unowned_partitions(unowned.len());
         }
         if verdict.rejoin {
-            if let Some(metrics) = self.metrics.get() {
-                metrics.takeover_rejoin();
-            }
+            // Counted by the consumer, if it rejoins (it first checks it can store).
             tracing::warn!(
                 partitions = ?unowned,
                 records = records(&verdict.unowned),
                 bound_secs = bound.as_secs_f64(),
                 "kafka partitions have had no owner for longer than the takeover bound; \
-                 rejoining the persisters' consumer group to take them over"
+                 asking to rejoin the persisters' consumer group to take them over"
             );
             self.rejoin.notify_one();
         } else if !unowned.is_empty() && unowned != self.unowned {

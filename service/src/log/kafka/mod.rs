@@ -230,7 +230,13 @@ pub struct KafkaSource {
     metrics: MetricsSlot,
     /// Notified by the takeover watchdog: leave the group and join it again.
     rejoin: Arc<Notify>,
+    /// The store this source's batches go to: a takeover is only worth it when this
+    /// persister can reach it (see [`KafkaSource::storing_into`]).
+    store: Option<crate::store::Store>,
 }
+
+/// How long a takeover waits for the store to answer before holding it unreachable.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What [`KafkaSource::commit`] commits for a batch: per partition, the offset after the
 /// batch's last record there.
@@ -296,7 +302,38 @@ impl KafkaSource {
             monitor: Some(monitor),
             metrics,
             rejoin,
+            store: None,
         })
+    }
+
+    /// Takes over partitions (see [`takeover`]) only while `store` answers. A partition
+    /// stalls when its persister died, but also when the database is unreachable: then
+    /// every persister is stalled alike (one whose own partitions happen to have no traffic
+    /// does not see it), taking the partitions over cannot store them either, and the
+    /// rebalance only moves them in the middle of the outage.
+    pub fn storing_into(mut self, store: crate::store::Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Whether a takeover could store what it takes over.
+    async fn can_store(&self) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "not taking over kafka partitions: the database is unreachable from here too");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "not taking over kafka partitions: the database does not answer from here either"
+                );
+                false
+            }
+        }
     }
 
     /// Leaves the consumer group and joins it again as a new member, as the takeover
@@ -356,7 +393,12 @@ impl LogSource for KafkaSource {
                 biased;
                 () = self.stop.cancelled() => None,
                 () = self.rejoin.notified() => {
-                    self.rejoin_group(&consumer);
+                    if self.can_store().await {
+                        if let Some(metrics) = self.metrics.get() {
+                            metrics.takeover_rejoin();
+                        }
+                        self.rejoin_group(&consumer);
+                    }
                     continue;
                 }
                 received = consumer.recv() => Some(received),
@@ -684,6 +726,43 @@ mod tests {
             .await
             .expect("no kafka records in time")
             .expect("the source stopped")
+    }
+
+    /// A persister that cannot reach the database does not take partitions over when the
+    /// watchdog asks (it could not store them either); one that can, does.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_takeover_happens_only_when_the_store_answers() {
+        let brokers = brokers();
+        let settings = settings(1);
+        let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+        let room = Uuid::new_v4();
+        for (store_up, offset) in [(false, 1), (true, 2)] {
+            let store = Store::connect("sqlite::memory:").await.unwrap();
+            if !store_up {
+                store.connection().close_by_ref().await.unwrap();
+            }
+            let metrics = Arc::new(Metrics::new());
+            let mut source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+                .await
+                .unwrap()
+                .storing_into(store);
+            source.observe(&metrics);
+            source.rejoin.notify_one();
+            log.append(message(room, offset)).await.unwrap();
+            let (read, _) = next_batch(&mut source, 100).await;
+            assert!(!read.is_empty());
+            let rejoins = metrics
+                .render()
+                .lines()
+                .find(|l| l.starts_with("quickchat_persister_takeover_rejoins_total"))
+                .and_then(|l| l.rsplit_once(' '))
+                .map(|(_, n)| n.to_owned());
+            assert_eq!(
+                rejoins.as_deref(),
+                Some(if store_up { "1" } else { "0" }),
+                "store up: {store_up}"
+            );
+        }
     }
 
     /// Ordering in Kafka is per room: every record of a room carries the room's id as its
