@@ -8,7 +8,10 @@
 #      Chromium against a real server (scripts/web.sh test; needs Node.js 20+ and npm,
 #      installs Chromium with apt-get when missing);
 #   4. the README's buf curl walkthrough, run as written against a real server
-#      (scripts/walkthrough.sh). 3 and 4 are skipped when arguments are given.
+#      (scripts/walkthrough.sh);
+#   5. every benchmark scenario once at a tiny size, on both stacks (bench/run.sh --smoke:
+#      proves the harness and the peer under bench/peer/ work; it times nothing).
+#      3, 4 and 5 are skipped when arguments are given.
 # Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
 # Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
 # (scripts/kafka.sh).
@@ -54,4 +57,6 @@ if [[ $# -eq 0 ]]; then
   scripts/web.sh test
   echo "== the README's buf curl walkthrough, as written, against a real server" >&2
   scripts/walkthrough.sh
+  echo "== the benchmark harness, every scenario at a tiny size, both stacks" >&2
+  bench/run.sh --smoke
 fi

@@ -3,7 +3,7 @@
 //! the rate sweep with the full set of subscribers.
 
 use super::fanout::{lost, sweep_metrics};
-use super::{check_phase, latency_metrics, run_phase, specs, sweep};
+use super::{Load, check_phase, latency_metrics, run_phase, specs, sweep};
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::report::{Better, Metric};
@@ -80,10 +80,12 @@ pub async fn run(
     let fanout = (all + publishers - 1) as u64;
     let swept = sweep(
         clients.as_mut(),
-        &senders,
-        fanout,
+        Load {
+            senders: &senders,
+            fanout,
+            acks: false,
+        },
         config.sweep_start,
-        false,
         config,
         progress,
         &format!("{label} ({all} subs)"),

@@ -2,7 +2,7 @@
 //! connection. A phase at a fixed rate (deliveries/s, send → receive latency), then the
 //! rate sweep.
 
-use super::{check_phase, latency_metrics, run_phase, specs, sweep};
+use super::{Load, check_phase, latency_metrics, run_phase, specs, sweep};
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::report::{Better, Metric};
@@ -60,10 +60,12 @@ pub async fn run(
 
     let swept = sweep(
         clients.as_mut(),
-        &senders,
-        fanout,
+        Load {
+            senders: &senders,
+            fanout,
+            acks: false,
+        },
         config.sweep_start,
-        false,
         config,
         progress,
         &label,

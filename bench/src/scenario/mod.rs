@@ -194,18 +194,29 @@ pub struct Sweep {
     pub flat_out_p50: f64,
 }
 
+/// Who sends in a sweep, how many receivers each message is owed to, and whether the
+/// sweep is about acks (their latency and rate) instead of deliveries.
+pub struct Load<'a> {
+    pub senders: &'a [usize],
+    pub fanout: u64,
+    pub acks: bool,
+}
+
 /// Rates `start`, `start × factor`, … for up to `config.sweep_steps` steps, stopping at the
 /// first step over the bound (p99 of delivery latency, or of ack latency with `acks`).
 pub async fn sweep(
     clients: &mut dyn Clients,
-    senders: &[usize],
-    fanout: u64,
+    load: Load<'_>,
     start: f64,
-    acks: bool,
     config: &Config,
     progress: &Progress,
     label: &str,
 ) -> anyhow::Result<Sweep> {
+    let Load {
+        senders,
+        fanout,
+        acks,
+    } = load;
     let mut result = Sweep {
         best: None,
         flat_out: 0.0,

@@ -2,7 +2,7 @@
 //! produced to Kafka with acks=all before the sender's ack: ack latency at fixed rates, then
 //! the highest rate whose ack p99 stays under the bound.
 
-use super::{check_phase, latency_metrics, run_phase, specs, sweep};
+use super::{Load, check_phase, latency_metrics, run_phase, specs, sweep};
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::report::{Better, Metric};
@@ -58,10 +58,12 @@ pub async fn run(
     }
     let swept = sweep(
         clients.as_mut(),
-        &senders,
-        0,
+        Load {
+            senders: &senders,
+            fanout: 0,
+            acks: true,
+        },
         config.send_ack_sweep_start,
-        true,
         config,
         progress,
         &label,
