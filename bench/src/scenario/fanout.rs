@@ -58,7 +58,7 @@ pub async fn run(
     ));
     metrics.push(lost(NAME, &what, fixed.delivered, fixed.expected));
 
-    let swept = sweep(
+    let mut swept = sweep(
         clients.as_mut(),
         Load {
             senders: &senders,
@@ -71,6 +71,7 @@ pub async fn run(
         &label,
     )
     .await?;
+    swept.consider(&fixed);
     metrics.extend(sweep_metrics(NAME, config, &swept));
     clients.close().await?;
     Ok(metrics)
@@ -101,14 +102,14 @@ pub fn sweep_metrics(scenario: &'static str, config: &Config, swept: &super::Swe
         ),
         Metric::new(
             scenario,
-            "sweep: flat out, deliveries/s".to_owned(),
+            "flat out (any phase), deliveries/s".to_owned(),
             Some(swept.flat_out),
             "/s",
             Better::Higher,
         ),
         Metric::new(
             scenario,
-            "sweep: flat out, latency p50".to_owned(),
+            "flat out (any phase), latency p50".to_owned(),
             Some(swept.flat_out_p50),
             "ms",
             Better::Lower,

@@ -186,12 +186,22 @@ pub async fn run_phase(
 
 /// A rate sweep's outcome.
 pub struct Sweep {
-    /// The highest step whose p99 stayed under the bound with nothing lost.
+    /// The highest step whose p99 stayed within the bound with nothing lost.
     pub best: Option<PhaseResult>,
     /// The most deliveries (or acks) per second any step reached, whatever its latency.
     pub flat_out: f64,
     /// p50 (ms) of the step that reached `flat_out`.
     pub flat_out_p50: f64,
+}
+
+impl Sweep {
+    /// Counts a phase run outside the sweep (at a fixed rate) towards flat out.
+    pub fn consider(&mut self, phase: &PhaseResult) {
+        if phase.deliveries_per_sec() > self.flat_out {
+            self.flat_out = phase.deliveries_per_sec();
+            self.flat_out_p50 = percentiles_ms(&phase.latency).map_or(0.0, |(p50, _, _)| p50);
+        }
+    }
 }
 
 /// Who sends in a sweep, how many receivers each message is owed to, and whether the
@@ -202,8 +212,9 @@ pub struct Load<'a> {
     pub acks: bool,
 }
 
-/// Rates `start`, `start × factor`, … for up to `config.sweep_steps` steps, stopping at the
-/// first step over the bound (p99 of delivery latency, or of ack latency with `acks`).
+/// Rates `start`, `start × factor`, … for up to `config.sweep_steps` steps, until two steps
+/// in a row are over the bound (p99 of delivery latency, or of ack latency with `acks`) or
+/// one loses messages; the best step is the highest within the bound.
 pub async fn sweep(
     clients: &mut dyn Clients,
     load: Load<'_>,
@@ -223,6 +234,7 @@ pub async fn sweep(
         flat_out_p50: 0.0,
     };
     let mut rate = start;
+    let mut over = 0;
     for step in 0..config.sweep_steps {
         progress.step(&format!("{label}: sweep at {rate:.0} msgs/s"));
         let phase = run_phase(clients, senders, fanout, rate, config.secs, acks).await?;
@@ -250,11 +262,21 @@ pub async fn sweep(
                 "over the bound"
             }
         ));
-        if !within {
+        // One step over the bound may be a hiccup of a shared machine; a second in a row,
+        // or a step that lost messages or could not drain, ends the sweep.
+        if within {
+            over = 0;
+        } else {
+            over += 1;
+        }
+        let complete = phase.complete(acks);
+        if within {
+            result.best = Some(phase);
+        }
+        if !complete || over >= 2 {
             progress.skip(config.sweep_steps as u64 - step as u64 - 1);
             break;
         }
-        result.best = Some(phase);
         rate *= config.sweep_factor;
     }
     Ok(result)

@@ -90,9 +90,10 @@ impl QuickChat {
         }
     }
 
-    fn args(&self, node: usize) -> anyhow::Result<Vec<String>> {
+    /// Flags for the process called `name` (its data directory is its own).
+    fn args(&self, name: &str) -> anyhow::Result<Vec<String>> {
         let env = &self.env;
-        let data_dir: PathBuf = env.logs.join(format!("{}-node{node}", self.tag));
+        let data_dir: PathBuf = env.logs.join(format!("{}-{name}", self.tag));
         let mut args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
@@ -167,7 +168,7 @@ impl Stack for QuickChat {
         self.starts += 1;
         self.tag = format!("qcbench-{}-{}", self.env.run_id, self.starts);
         for i in 0..layout.nodes {
-            let mut args = self.args(i)?;
+            let mut args = self.args(&format!("node{i}"))?;
             if layout.kafka && !layout.persister {
                 args.push("--persister=false".into());
             }
@@ -284,7 +285,7 @@ impl Stack for QuickChat {
     }
 
     async fn start_persister(&mut self) -> anyhow::Result<()> {
-        let mut args = self.args(0)?;
+        let mut args = self.args("persister")?;
         args.push("persister".into());
         let mut command = Command::new(&self.env.server_bin);
         command.args(&args).env("RUST_LOG", "warn");
