@@ -12,7 +12,10 @@
 #      installs podman where missing and builds the images from Debian's packages, once;
 #      QUICKCHAT_TEST_CONTAINERS=off skips this step);
 #   5. the README's buf curl walkthrough, run as written against a real server
-#      (scripts/walkthrough.sh). 3 to 5 are skipped when arguments are given.
+#      (scripts/walkthrough.sh);
+#   6. every benchmark scenario once at a tiny size, on both stacks (bench/run.sh --smoke:
+#      proves the harness and the peer under bench/peer/ work; it times nothing).
+#      3 to 6 are skipped when arguments are given.
 # Local PostgreSQL and Redis are started if installed but stopped (scripts/services.sh); a
 # Kafka-protocol broker is started unless QUICKCHAT_TEST_KAFKA_BROKERS names one
 # (scripts/kafka.sh).
@@ -76,4 +79,6 @@ if [[ $# -eq 0 ]]; then
   scripts/web.sh test
   echo "== the README's buf curl walkthrough, as written, against a real server" >&2
   scripts/walkthrough.sh
+  echo "== the benchmark harness, every scenario at a tiny size, both stacks" >&2
+  bench/run.sh --smoke
 fi

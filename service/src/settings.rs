@@ -463,6 +463,73 @@ pub struct ServerArgs {
         default_value_t = 64
     )]
     pub hash_queue: usize,
+    /// Sustained sends per second per person and room; a send over it is rejected and the
+    /// stream stays open.
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_SEND_RATE",
+        value_parser = positive_rate,
+        default_value_t = 20.0
+    )]
+    pub send_rate: f64,
+    /// Sends one person may make in a burst above --send-rate, per room.
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_SEND_BURST",
+        value_parser = clap::value_parser!(u32).range(1..),
+        default_value_t = 40
+    )]
+    pub send_burst: u32,
+    /// Events queued for one stream before its client counts as a slow consumer and is
+    /// disconnected with RESOURCE_EXHAUSTED.
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_STREAM_QUEUE",
+        value_parser = at_least_one,
+        default_value_t = 1024
+    )]
+    pub stream_queue: usize,
+    /// Events a stream may fall behind its room's live feed before it is dropped (the same
+    /// way as a slow consumer).
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_ROOM_FEED_CAPACITY",
+        value_parser = at_least_one,
+        default_value_t = 4096
+    )]
+    pub room_feed_capacity: usize,
+    /// Most messages a reconnecting client is replayed; beyond, it is told recovery failed
+    /// and pages through history.
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QUICKCHAT_MAX_RECOVERY",
+        default_value_t = 1000
+    )]
+    pub max_recovery: u64,
+    /// Messages the in-process log holds before sends wait for the persister (without
+    /// Kafka).
+    #[arg(
+        help_heading = "Message log (Kafka) and persister",
+        long,
+        env = "QUICKCHAT_LOG_CAPACITY",
+        value_parser = at_least_one,
+        default_value_t = 10_000
+    )]
+    pub log_capacity: usize,
+    /// Most messages the persister writes in one statement.
+    #[arg(
+        help_heading = "Message log (Kafka) and persister",
+        long,
+        env = "QUICKCHAT_PERSIST_BATCH",
+        value_parser = at_least_one,
+        default_value_t = 500
+    )]
+    pub persist_batch: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(help_heading = "Operations", long, env = "QUICKCHAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -519,6 +586,24 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub admin_emails: Vec<String>,
+}
+
+/// A count that must be at least 1 (a queue or batch of 0 could never hold anything).
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// A rate per second: a finite number above 0.
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        Ok(_) => Err("must be a number above 0".into()),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 impl From<ServerArgs> for Settings {
@@ -595,7 +680,14 @@ impl From<ServerArgs> for Settings {
                 hash_queue: args.hash_queue,
                 ..Limits::default()
             },
+            room_feed_capacity: args.room_feed_capacity,
+            log_capacity: args.log_capacity,
+            persist_batch: args.persist_batch,
             chat: ChatSettings {
+                outbound_capacity: args.stream_queue,
+                max_recovery: args.max_recovery,
+                send_rate: args.send_rate,
+                send_burst: args.send_burst,
                 max_streams_per_participant: args.max_streams_per_principal,
                 max_streams_per_client: args.max_streams_per_client,
                 join_deadline: Duration::from_secs(args.join_deadline_secs),
@@ -612,5 +704,51 @@ impl From<ServerArgs> for Settings {
             admin_emails: args.admin_emails,
             ..Settings::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// A server started without flags has the limits a `Settings::default()` has: the flags
+    /// change nothing unless given.
+    #[test]
+    fn without_flags_the_limits_are_the_defaults() {
+        let settings = Settings::from(
+            ServerCli::try_parse_from(["quickchat-server"])
+                .unwrap()
+                .server,
+        );
+        let defaults = Settings::default();
+        let chat = ChatSettings::default();
+        assert_eq!(
+            (
+                settings.chat.send_rate,
+                settings.chat.send_burst,
+                settings.chat.outbound_capacity,
+                settings.chat.max_recovery,
+            ),
+            (
+                chat.send_rate,
+                chat.send_burst,
+                chat.outbound_capacity,
+                chat.max_recovery
+            )
+        );
+        assert_eq!(
+            (
+                settings.room_feed_capacity,
+                settings.log_capacity,
+                settings.persist_batch
+            ),
+            (
+                defaults.room_feed_capacity,
+                defaults.log_capacity,
+                defaults.persist_batch
+            )
+        );
     }
 }

@@ -216,3 +216,85 @@ async fn an_oversized_request_is_refused_before_it_is_decoded() {
     );
     chat.send_message(send("still here".into())).await.unwrap();
 }
+
+/// An operator sets the send rate limit and the stream queue with flags: a server started
+/// with `--send-rate 0.5 --send-burst 2` takes two sends, refuses the third with that rate in
+/// its message, and a value that could never work is refused at startup with a clear error.
+#[tokio::test]
+async fn the_send_limit_and_queue_flags_reach_the_running_server() {
+    use quickchat_integration_tests::app::{create_group_on, register_on};
+    use quickchat_integration_tests::process::ServerProcess;
+
+    let data = tempfile::tempdir().unwrap();
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["--listen", "127.0.0.1:0", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data.path().join("data").display().to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let node = ServerProcess::start(&args(&[
+        "--send-rate",
+        "0.5",
+        "--send-burst",
+        "2",
+        "--stream-queue",
+        "64",
+    ]));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let owner = register_on(&channel, "Olga").await;
+    let group = create_group_on(&channel, &owner.access_token, "Flags").await;
+    let mut olga = ChatClient::open_on(channel, &owner.access_token, &group.id, None)
+        .await
+        .unwrap();
+    olga.send_and_ack("one", "first").await;
+    olga.send_and_ack("two", "second").await;
+    olga.send("three", "over the burst").await;
+    let limited = olga.next_answer().await.unwrap_err();
+    assert_eq!(limited.code, Code::ResourceExhausted as i32, "{limited:?}");
+    assert_eq!(
+        limited.message,
+        "Sending too fast: at most 0.5 messages per second."
+    );
+    drop(node);
+
+    for (flag, value, says) in [
+        ("--stream-queue", "0", "must be at least 1"),
+        ("--send-rate", "0", "must be a number above 0"),
+    ] {
+        // A server that accepted the value would keep running: give it 30 s to exit.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qc-node"))
+            .args(args(&[flag, value]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{flag} {value} was accepted: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}"))
+                && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}
