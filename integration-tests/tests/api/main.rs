@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod authz_matrix;
 mod chat;
+mod claims;
 mod cors;
 mod dead_letters;
 mod deploy;

@@ -4,6 +4,7 @@
 
 mod auth;
 mod chat;
+mod claims;
 mod groups;
 mod helpers;
 mod tls;
