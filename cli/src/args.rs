@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use clap_complete::Shell;
+use clap_complete::engine::ArgValueCompleter;
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
@@ -132,11 +133,13 @@ pub enum Command {
     )]
     Config(ConfigCommand),
 
-    /// Print a shell completion script.
+    /// Print the script that registers shell completion (commands, flags, and the ids of
+    /// your groups and the groups you joined).
     #[command(
         after_help = "Example:\n  quickchat completions bash > ~/.local/share/bash-completion/completions/quickchat\n  \
         quickchat completions zsh > ~/.zfunc/_quickchat\n  \
-        quickchat completions fish > ~/.config/fish/completions/quickchat.fish"
+        quickchat completions fish > ~/.config/fish/completions/quickchat.fish\n\n\
+        The script calls `quickchat` to complete each word, so it must be on your PATH."
     )]
     Completions {
         /// The shell.
@@ -208,7 +211,7 @@ pub enum GroupCommand {
     )]
     Update {
         /// The group id or share link.
-        #[arg(value_name = "GROUP")]
+        #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
         group: String,
         /// New title, 4 to 191 characters.
         #[arg(long)]
@@ -224,7 +227,7 @@ pub enum GroupCommand {
     )]
     Delete {
         /// The group id or share link.
-        #[arg(value_name = "GROUP")]
+        #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
         group: String,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
@@ -238,7 +241,7 @@ pub enum GroupCommand {
 #[derive(Debug, Args)]
 pub struct GroupArg {
     /// The group id, or its share link.
-    #[arg(value_name = "GROUP")]
+    #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
     pub group: String,
 }
 
@@ -263,7 +266,7 @@ pub struct JoinArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The group id, or its share link.
-    #[arg(value_name = "GROUP")]
+    #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
     pub group: String,
     /// The message; without it, every non-empty line of stdin is sent as one message.
     pub text: Option<String>,
@@ -272,7 +275,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// The group id, or its share link.
-    #[arg(value_name = "GROUP")]
+    #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
     pub group: String,
     /// Print every message after this offset (instead of the latest --lines).
     #[arg(long, value_name = "OFFSET")]
@@ -288,7 +291,7 @@ pub struct TailArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The group id, or its share link.
-    #[arg(value_name = "GROUP")]
+    #[arg(value_name = "GROUP", add = ArgValueCompleter::new(crate::complete::groups))]
     pub group: String,
     /// How many messages.
     #[arg(long, default_value_t = 20, value_name = "N")]

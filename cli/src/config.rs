@@ -32,6 +32,10 @@ pub struct ServerCredentials {
     /// Member tokens by group id.
     #[serde(default)]
     pub memberships: BTreeMap<String, Membership>,
+    /// Groups the signed-in user owns (id → title), as `group create`, `group list` and
+    /// `group delete` last left them: shell completion offers them without a server call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owned_groups: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +124,10 @@ impl TokenStore {
     pub fn update(&mut self, change: impl FnOnce(&mut ServerCredentials)) -> Result<(), CliError> {
         let entry = self.file.servers.entry(self.server.clone()).or_default();
         change(entry);
+        if entry.session.is_none() {
+            // They are the account's, not this machine's.
+            entry.owned_groups.clear();
+        }
         if entry.session.is_none() && entry.memberships.is_empty() {
             self.file.servers.remove(&self.server);
         }

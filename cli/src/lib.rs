@@ -12,6 +12,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod complete;
 pub mod config;
 pub mod error;
 pub mod output;
@@ -27,8 +28,7 @@ use output::Output;
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let output = Output::new(cli.json);
     if let Command::Completions { shell } = cli.command {
-        commands::completions(shell);
-        return Ok(());
+        return commands::completions(shell);
     }
     let config_dir = config::config_dir_or_default(cli.config_dir.as_deref())?;
     let (server, _) = effective_server(cli.server.as_deref(), &config_dir)?;
@@ -82,6 +82,7 @@ pub fn effective_server(
 /// The `quickchat` program: parse the command line, run it, print any error as one line
 /// and exit with its code (see [`error`]).
 pub fn main() {
+    complete::answer_if_asked();
     let cli = match <Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

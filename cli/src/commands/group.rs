@@ -56,6 +56,9 @@ async fn create(
         .await?
         .into_inner();
     let group = group_of(response.group, client)?;
+    client.store_mut().update(|c| {
+        c.owned_groups.insert(group.id.clone(), group.title.clone());
+    })?;
     output.emit(&group, || {
         format!(
             "Created group {:?}\n  id:         {}\n  share link: {}\nShare the link and the passcode; open the room with `quickchat chat {}`.",
@@ -89,6 +92,12 @@ async fn list(client: &mut Client, output: Output) -> Result<(), CliError> {
         }
         page_token = response.next_page_token;
     }
+    client.store_mut().update(|c| {
+        c.owned_groups = all
+            .iter()
+            .map(|g| (g.id.clone(), g.title.clone()))
+            .collect();
+    })?;
     if all.is_empty() && !output.is_json() {
         output.note(
             "You own no groups yet. Create one: quickchat group create --title 'Book club' --passcode s3cret",
@@ -196,11 +205,10 @@ async fn delete(
             async move { groups.delete_group(with_token(request, &token)).await }
         })
         .await?;
-    if client.store().membership(&group_id).is_some() {
-        client.store_mut().update(|c| {
-            c.memberships.remove(&group_id);
-        })?;
-    }
+    client.store_mut().update(|c| {
+        c.memberships.remove(&group_id);
+        c.owned_groups.remove(&group_id);
+    })?;
     output.emit(
         &Deleted {
             id: group_id.clone(),

@@ -9,10 +9,9 @@ pub mod messages;
 
 use std::io::{BufRead, IsTerminal};
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::args::{Cli, Command};
+use crate::args::Command;
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::Output;
@@ -39,14 +38,10 @@ pub async fn dispatch(
     }
 }
 
-/// Prints a completion script for `shell`.
-pub fn completions(shell: Shell) {
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "quickchat",
-        &mut std::io::stdout(),
-    );
+/// Prints the completion registration script for `shell`.
+pub fn completions(shell: Shell) -> Result<(), CliError> {
+    crate::complete::print_registration(shell)
+        .map_err(|err| CliError::local(format!("cannot print the completion script: {err}")))
 }
 
 /// The group id in a bare UUID, a share link (`<server>/join/<id>`), or any URL whose last

@@ -260,9 +260,85 @@ fn shell_completions() {
     let user = User::with_url("http://127.0.0.1:9");
     for shell in ["bash", "zsh", "fish"] {
         let out = user.ok(&["completions", shell]);
-        assert!(out.contains("quickchat"), "{shell}: {out}");
-        assert!(out.contains("group"), "{shell} completes subcommands");
+        assert!(
+            out.contains("COMPLETE=") && out.contains("quickchat"),
+            "{shell} registers quickchat as its own completer: {out}"
+        );
     }
+    // What the registered script asks: the commands, and a subcommand's flags.
+    let words = complete(&user, &["quickchat", "gr"]);
+    assert!(words.lines().any(|l| l.starts_with("group")), "{words}");
+    let words = complete(&user, &["quickchat", "tail", "x", "--fo"]);
+    assert!(words.lines().any(|l| l.starts_with("--follow")), "{words}");
+}
+
+/// What `quickchat` answers when fish asks it to complete `words` (the last one being the
+/// word under the cursor), with `user`'s config directory and server in the environment,
+/// as in the user's shell.
+fn complete(user: &User, words: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qc-cli"))
+        .env("COMPLETE", "fish")
+        .env("QUICKCHAT_CONFIG_DIR", user.config_dir())
+        .env("QUICKCHAT_SERVER", user.server_url())
+        .arg("--")
+        .args(words)
+        .output()
+        .expect("quickchat runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn completion_offers_my_groups_and_the_groups_i_joined_offline() {
+    let mut server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let (book_club, link) = alice.create_group("Book club", "s3cret");
+    let bob = User::new(&server);
+    bob.register("bob@example.com", "Bob");
+    let (chess, _) = bob.create_group("Chess night", "s3cret");
+    let (quiz, _) = bob.create_group("Quiz", "s3cret");
+    bob.join(&link, "Bobby", "s3cret");
+
+    // Completion never calls the server: it works with the server down.
+    server.stop();
+    let offered = complete(&bob, &["quickchat", "chat", ""]);
+    let mut lines: Vec<&str> = offered.lines().collect();
+    lines.sort();
+    let mut expected = vec![
+        format!("{book_club}\tBook club (joined as Bobby)"),
+        format!("{chess}\tChess night (yours)"),
+        format!("{quiz}\tQuiz (yours)"),
+    ];
+    expected.sort();
+    assert_eq!(lines, expected);
+    let prefix = &quiz[..8];
+    let starting = [&book_club, &chess, &quiz]
+        .iter()
+        .filter(|id| id.starts_with(prefix))
+        .count();
+    let offered = complete(&bob, &["quickchat", "history", prefix]);
+    assert_eq!(
+        offered.lines().count(),
+        starting,
+        "only ids starting with what was typed: {offered}"
+    );
+    assert!(offered.contains(&quiz));
+    assert_eq!(
+        complete(&alice, &["quickchat", "group", "show", ""]),
+        format!("{book_club}\tBook club (yours)\n")
+    );
+
+    // A deleted group and a signed-out account's groups are not offered any more.
+    server.restart();
+    bob.ok(&["group", "delete", &quiz, "--yes"]);
+    assert!(!complete(&bob, &["quickchat", "chat", ""]).contains(&quiz));
+    bob.ok(&["logout"]);
+    assert_eq!(
+        complete(&bob, &["quickchat", "chat", ""]),
+        format!("{book_club}\tBook club (joined as Bobby)\n"),
+        "the member token stays on this machine; the account's groups go with it"
+    );
 }
 
 #[test]

@@ -294,6 +294,10 @@ impl User {
         self.config.path()
     }
 
+    pub fn server_url(&self) -> &str {
+        &self.server
+    }
+
     /// The binary with this user's config directory but no --server: what a user who saved
     /// a server (`quickchat config set server`) types.
     pub fn command_without_server(&self) -> Command {

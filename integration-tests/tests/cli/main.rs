@@ -7,4 +7,5 @@ mod chat;
 mod claims;
 mod groups;
 mod helpers;
+mod terminal;
 mod tls;

@@ -16,22 +16,23 @@
 //! of the resend (answered at once, as the message is not new). Messages are therefore shown
 //! at most once per offset.
 
+mod screen;
+
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal};
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use quickchat_proto::v1::{self, ChatRequest, chat_request, chat_response};
-use rustyline::{ConditionalEventHandler, Event, EventContext, EventHandler, RepeatCount};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::parse_group_ref;
 use crate::client::{Client, Identity};
 use crate::error::CliError;
-use crate::output::{MessageView, Output, json_line};
+use crate::output::{MessageView, Output};
 use crate::room::{self, Backoff, Mode, Resume, Tracker};
+use screen::{Screen, start_input, typing_line};
 
 /// Messages shown when the room opens (and by `/history` without a count).
 const HISTORY: u32 = 20;
@@ -39,8 +40,12 @@ const HISTORY: u32 = 20;
 const MAX_HISTORY: u32 = 200;
 /// At most one typing signal per this interval.
 const TYPING_SEND_INTERVAL: Duration = Duration::from_secs(2);
-/// Someone's typing notice is shown at most once per this interval.
+/// Someone's typing notice is shown at most once per this interval (as lines, away from a
+/// terminal).
 const TYPING_SHOW_INTERVAL: Duration = Duration::from_secs(5);
+/// At a terminal, someone counts as typing until this long after their last signal (they
+/// signal every couple of seconds while they type).
+const TYPING_LASTS: Duration = Duration::from_secs(4);
 /// How long leaving waits for sends to be acknowledged.
 const LEAVE_GRACE: Duration = Duration::from_secs(5);
 
@@ -166,105 +171,6 @@ impl From<v1::OnlineMember> for Person {
     }
 }
 
-/// Where room events are shown.
-enum Screen {
-    /// Plain lines on stdout (human or JSON).
-    Plain { json: bool },
-    /// Above the line editor's prompt.
-    Terminal(Box<dyn rustyline::ExternalPrinter + Send>),
-}
-
-impl Screen {
-    fn show(&mut self, event: ChatEvent, human: String) {
-        match self {
-            Self::Plain { json: true } => println!("{}", json_line(&event)),
-            Self::Plain { json: false } => println!("{human}"),
-            Self::Terminal(printer) => {
-                if printer.print(format!("{human}\n")).is_err() {
-                    println!("{human}");
-                }
-            }
-        }
-    }
-
-    fn is_terminal(&self) -> bool {
-        matches!(self, Self::Terminal(_))
-    }
-}
-
-/// Sends a typing signal for every key press that edits the line.
-struct TypingSignal(mpsc::Sender<Input>);
-
-impl ConditionalEventHandler for TypingSignal {
-    fn handle(
-        &self,
-        evt: &Event,
-        _: RepeatCount,
-        _: bool,
-        _: &EventContext,
-    ) -> Option<rustyline::Cmd> {
-        if let Some(rustyline::KeyEvent(rustyline::KeyCode::Char(_), _)) = evt.get(0) {
-            let _ = self.0.try_send(Input::Typing);
-        }
-        None
-    }
-}
-
-/// Starts the input half; returns where room events should be shown.
-fn start_input(tx: mpsc::Sender<Input>, json: bool) -> Screen {
-    if !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-        let (screen_tx, screen_rx) = std::sync::mpsc::channel();
-        let editor_tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut editor = match rustyline::DefaultEditor::new() {
-                Ok(editor) => editor,
-                Err(_) => {
-                    let _ = screen_tx.send(None);
-                    return;
-                }
-            };
-            editor.bind_sequence(
-                Event::Any,
-                EventHandler::Conditional(Box::new(TypingSignal(editor_tx.clone()))),
-            );
-            let printer = editor.create_external_printer().ok();
-            let ok = printer.is_some();
-            let _ = screen_tx.send(printer);
-            if !ok {
-                return;
-            }
-            loop {
-                match editor.readline("> ") {
-                    Ok(line) => {
-                        let _ = editor.add_history_entry(line.as_str());
-                        if editor_tx.blocking_send(Input::Line(line)).is_err() {
-                            return;
-                        }
-                    }
-                    // Ctrl-D, Ctrl-C, or the terminal went away.
-                    Err(_) => {
-                        let _ = editor_tx.blocking_send(Input::Leave);
-                        return;
-                    }
-                }
-            }
-        });
-        if let Ok(Some(printer)) = screen_rx.recv() {
-            return Screen::Terminal(Box::new(printer));
-        }
-    }
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(Input::Line(line)).is_err() {
-                return;
-            }
-        }
-        let _ = tx.blocking_send(Input::Leave);
-    });
-    Screen::Plain { json }
-}
-
 /// The room half's state.
 struct Room {
     group_id: String,
@@ -273,6 +179,8 @@ struct Room {
     /// Sends not acknowledged yet, oldest first: (client message id, body).
     pending: Vec<(String, String)>,
     typing_shown: HashMap<String, Instant>,
+    /// At a terminal, who is typing now: (id, name, last signal), in the order they started.
+    typing: Vec<(String, String, Instant)>,
     /// Who is online now (id → name), for `/who`.
     online: std::collections::BTreeMap<String, String>,
     screen: Screen,
@@ -286,6 +194,7 @@ impl Room {
         self.pending.retain(|(id, _)| {
             message.client_message_id.is_empty() || *id != message.client_message_id
         });
+        self.stopped_typing(&message.sender_id);
         if self.tracker.accept(message.offset) {
             let view = MessageView::from(message);
             let line = view.chat_line();
@@ -393,6 +302,14 @@ impl Room {
                     return;
                 }
                 let now = Instant::now();
+                if self.screen.is_terminal() {
+                    match self.typing.iter_mut().find(|(id, ..)| *id == member.id) {
+                        Some(entry) => entry.2 = now,
+                        None => self.typing.push((member.id, member.name, now)),
+                    }
+                    self.show_typing();
+                    return;
+                }
                 let recent = self
                     .typing_shown
                     .get(&member.id)
@@ -419,12 +336,40 @@ impl Room {
                 }
                 if let Some(member) = presence.member.filter(|m| !self.is_me(&m.id)) {
                     self.typing_shown.remove(&member.id);
+                    self.stopped_typing(&member.id);
                     let text = format!("{} went offline", member.name);
                     self.notice(ChatEvent::MemberLeft(member.into()), text);
                 }
             }
             E::Joined(_) => {}
         }
+    }
+
+    /// `id` sent a message or left: no longer typing.
+    fn stopped_typing(&mut self, id: &str) {
+        if self.typing.iter().any(|(typist, ..)| typist == id) {
+            self.typing.retain(|(typist, ..)| typist != id);
+            self.show_typing();
+        }
+    }
+
+    /// Forgets whoever has not signalled for a while.
+    fn expire_typing(&mut self) {
+        let before = self.typing.len();
+        self.typing.retain(|(.., at)| at.elapsed() < TYPING_LASTS);
+        if self.typing.len() != before {
+            self.show_typing();
+        }
+    }
+
+    fn show_typing(&mut self) {
+        let names: Vec<&str> = self
+            .typing
+            .iter()
+            .map(|(_, name, _)| name.as_str())
+            .collect();
+        let line = typing_line(&names);
+        self.screen.set_status(line);
     }
 
     fn show_resume(&mut self, resume: Resume) {
@@ -498,6 +443,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         tracker: Tracker::new(),
         pending: Vec::new(),
         typing_shown: HashMap::new(),
+        typing: Vec::new(),
         online: connection
             .joined
             .online
@@ -554,6 +500,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
     }
 
     let mut ctrl_c = pin!(tokio::signal::ctrl_c());
+    let mut typing_expiry = tokio::time::interval(Duration::from_millis(500));
     let mut last_typing: Option<Instant> = None;
     let mut leave_deadline: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::default();
@@ -622,6 +569,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                 _ = tokio::time::sleep_until(leave_deadline.unwrap_or_else(tokio::time::Instant::now)), if leave_deadline.is_some() => {
                     break Phase::Leave;
                 }
+                _ = typing_expiry.tick(), if room.screen.is_terminal() => room.expire_typing(),
                 _ = &mut ctrl_c => break Phase::Leave,
             }
         };
@@ -635,6 +583,8 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         if leave_deadline.is_some() {
             break 'session Ok(());
         }
+        room.typing.clear();
+        room.show_typing();
         room.notice(
             ChatEvent::Disconnected {
                 reason: reason.clone(),
@@ -696,18 +646,10 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
     };
     if outcome.is_ok() {
         room.notice(ChatEvent::Left { unsent }, text);
-    } else if room.screen.is_terminal() {
-        // The line editor owns the terminal until it returns: let it, then report the error.
-        room.screen.show(
-            ChatEvent::Left { unsent },
-            "* the room closed; press Enter to exit".into(),
-        );
-        while let Some(input) = input_rx.recv().await {
-            if matches!(input, Input::Line(_) | Input::Leave) {
-                break;
-            }
-        }
     }
+    // The error (e.g. the group was deleted) is printed by `main` once the terminal is back
+    // to normal.
+    room.screen.restore();
     outcome
 }
 
