@@ -171,6 +171,7 @@ fn who_is_typing_is_one_status_line_that_clears_itself() {
     let server = TestServer::start();
     let (alice, bob, id) = room(&server);
     let a = Terminal::spawn(&alice, &["chat", &id]);
+    a.shows("you are Alice");
     let mut b = Terminal::spawn(&bob, &["chat", &id]);
     a.shows("Bob is online");
     b.shows("you are Bob");

@@ -417,6 +417,11 @@ enum Phase {
 }
 
 pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(), CliError> {
+    // Listening from the start: a Ctrl-C while the room opens leaves it like any later one
+    // (until the first poll of `tokio::signal::ctrl_c()`, SIGINT still killed the process).
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|err| CliError::local(format!("cannot listen for Ctrl-C: {err}")))?;
     let group_id = parse_group_ref(group)?;
     let title = client
         .groups()
@@ -499,7 +504,6 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
         room.show_message(message);
     }
 
-    let mut ctrl_c = pin!(tokio::signal::ctrl_c());
     let mut typing_expiry = tokio::time::interval(Duration::from_millis(500));
     let mut last_typing: Option<Instant> = None;
     let mut leave_deadline: Option<tokio::time::Instant> = None;
@@ -534,6 +538,9 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                 input = input_rx.recv(), if leave_deadline.is_none() => match input {
                     Some(Input::Line(line)) => match Typed::of(&line) {
                         Typed::Say(body) => {
+                            // The others stop showing us as typing when the message
+                            // arrives: typing again right after is news again.
+                            last_typing = None;
                             let id = uuid::Uuid::new_v4().to_string();
                             room.pending.push((id.clone(), body.clone()));
                             if sender.send(send_request(&id, &body)).await.is_err() {
@@ -570,7 +577,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                     break Phase::Leave;
                 }
                 _ = typing_expiry.tick(), if room.screen.is_terminal() => room.expire_typing(),
-                _ = &mut ctrl_c => break Phase::Leave,
+                _ = interrupt.recv() => break Phase::Leave,
             }
         };
         drop(sender);
@@ -614,7 +621,7 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
                         Some(Input::Typing) => {}
                         Some(Input::Leave) | None => break 'session Ok(()),
                     },
-                    _ = &mut ctrl_c => break 'session Ok(()),
+                    _ = interrupt.recv() => break 'session Ok(()),
                 }
             }
             let group_id = room.group_id.clone();
@@ -644,12 +651,11 @@ pub async fn run(client: &mut Client, group: &str, output: Output) -> Result<(),
     } else {
         format!("you left the room; {unsent} message(s) were not confirmed by the server")
     };
+    // Back to normal first; the error (e.g. the group was deleted) is printed by `main`.
+    room.screen.restore();
     if outcome.is_ok() {
         room.notice(ChatEvent::Left { unsent }, text);
     }
-    // The error (e.g. the group was deleted) is printed by `main` once the terminal is back
-    // to normal.
-    room.screen.restore();
     outcome
 }
 

@@ -87,6 +87,8 @@ impl Screen {
 
     /// Leaves the terminal as it was found: the status line erased, the line editor's raw
     /// mode undone (its thread may still be waiting for a line), the cursor on a fresh line.
+    /// What is shown after this goes straight to stdout: the editor's thread, which prints
+    /// for the printer, may never run again before the process exits.
     pub(super) fn restore(&mut self) {
         self.set_status(None);
         if let Self::Terminal {
@@ -101,6 +103,9 @@ impl Screen {
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(b"\r\n");
             let _ = stdout.flush();
+        }
+        if self.is_terminal() {
+            *self = Self::Plain { json: false };
         }
     }
 }
