@@ -134,6 +134,7 @@ async fn update(
                 group_id: group_id.clone(),
                 title: title.clone(),
                 passcode: passcode.clone(),
+                revoke_members: false,
             };
             async move { groups.update_group(with_token(request, &token)).await }
         })
