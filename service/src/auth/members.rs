@@ -31,10 +31,18 @@ const SWEEP_AT: usize = 10_000;
 #[derive(Clone, Copy)]
 struct Cached {
     group_id: Uuid,
-    /// The member's token version; `None`: no such member (left or removed: for good, as
-    /// member ids are never reused).
-    version: Option<i64>,
+    standing: Standing,
     at: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// A member, whose tokens of this version stand.
+    Version(i64),
+    /// No such member: they left or were removed (for good: member ids are never reused).
+    Gone,
+    /// The group itself was deleted.
+    GroupGone,
 }
 
 pub struct MemberCheck {
@@ -74,7 +82,7 @@ impl MemberCheck {
             Some(entry) if entry.at.elapsed() < CACHE_TTL => match verdict(member, entry) {
                 // A token newer than the cached version: the member rejoined after a
                 // revocation this node has not read yet.
-                Err(_) if entry.version.is_some_and(|v| member.version > v) => {
+                Err(_) if matches!(entry.standing, Standing::Version(v) if member.version > v) => {
                     self.check_fresh(member).await
                 }
                 verdict => verdict,
@@ -86,9 +94,14 @@ impl MemberCheck {
     /// Whether `member`'s token stands, read from the store.
     pub async fn check_fresh(&self, member: &MemberPrincipal) -> Result<(), ApiError> {
         let row = self.store.member(member.member_id).await?;
+        let standing = match &row {
+            Some(m) => Standing::Version(m.token_version),
+            None if self.store.group(member.group_id).await?.is_none() => Standing::GroupGone,
+            None => Standing::Gone,
+        };
         let entry = Cached {
             group_id: row.as_ref().map_or(member.group_id, |m| m.group_id),
-            version: row.as_ref().map(|m| m.token_version),
+            standing,
             at: Instant::now(),
         };
         let mut cache = self.cache();
@@ -136,10 +149,11 @@ impl MemberCheck {
 }
 
 fn verdict(member: &MemberPrincipal, entry: Cached) -> Result<(), ApiError> {
-    match entry.version {
-        Some(_) if entry.group_id != member.group_id => Err(gone()),
-        Some(version) if version == member.version => Ok(()),
-        Some(_) => Err(revoked()),
-        None => Err(gone()),
+    match entry.standing {
+        _ if entry.group_id != member.group_id => Err(gone()),
+        Standing::Version(version) if version == member.version => Ok(()),
+        Standing::Version(_) => Err(revoked()),
+        Standing::Gone => Err(gone()),
+        Standing::GroupGone => Err(ApiError::not_found("Group not found.")),
     }
 }
