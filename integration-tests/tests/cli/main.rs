@@ -6,4 +6,5 @@ mod auth;
 mod chat;
 mod groups;
 mod helpers;
+mod members;
 mod tls;
