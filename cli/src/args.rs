@@ -90,7 +90,7 @@ pub enum Command {
     )]
     Whoami,
 
-    /// Manage your groups: create, list, show, update, delete, members.
+    /// Manage your groups: create, list, show, update, delete, members, leave, kick, bans.
     #[command(
         subcommand,
         after_help = "Example:\n  quickchat group create --title 'Book club' --passcode s3cret\n  quickchat group list"
@@ -195,7 +195,8 @@ pub enum GroupCommand {
         #[arg(long)]
         passcode: String,
     },
-    /// List the groups you own, newest first.
+    /// List the groups you own and the groups you joined (signed in, or with a member
+    /// token on this device), each with your role.
     #[command(
         visible_alias = "ls",
         after_help = "Example:\n  quickchat group list --json"
@@ -219,6 +220,10 @@ pub enum GroupCommand {
         /// New passcode, 4 to 25 characters.
         #[arg(long)]
         passcode: Option<String>,
+        /// With --passcode: every member token issued so far stops working at once (open
+        /// rooms end); members join again with the new passcode.
+        #[arg(long, requires = "passcode")]
+        revoke_members: bool,
     },
     /// Delete a group with its members and messages (owner only).
     #[command(
@@ -233,9 +238,42 @@ pub enum GroupCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-    /// List a group's owner and members.
+    /// List a group's owner and members, with their role and who is online.
     #[command(after_help = "Example:\n  quickchat group members <group-id>")]
     Members(GroupArg),
+    /// Leave a group you joined: your member token stops working.
+    #[command(after_help = "Example:\n  quickchat group leave <group-id>")]
+    Leave(GroupArg),
+    /// Remove a member from your group (owner only); with --ban, their name (and account)
+    /// cannot join again until `group unban`.
+    #[command(
+        visible_alias = "remove",
+        after_help = "Example:\n  quickchat group kick <group-id> Mallory --ban"
+    )]
+    Kick {
+        /// The group id or share link.
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// The member's name (as `group members` shows it) or member id.
+        #[arg(value_name = "MEMBER")]
+        member: String,
+        /// Also ban the name (and the account, if they joined signed in).
+        #[arg(long)]
+        ban: bool,
+    },
+    /// Lift a ban (owner only).
+    #[command(after_help = "Example:\n  quickchat group unban <group-id> Mallory")]
+    Unban {
+        /// The group id or share link.
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// The banned name (as `group bans` shows it) or ban id.
+        #[arg(value_name = "BAN")]
+        ban: String,
+    },
+    /// List a group's bans, newest first (owner only).
+    #[command(after_help = "Example:\n  quickchat group bans <group-id> --json")]
+    Bans(GroupArg),
 }
 
 #[derive(Debug, Args)]

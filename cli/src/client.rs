@@ -188,7 +188,7 @@ impl Client {
     }
 
     /// A usable access token, refreshed first when it is about to expire.
-    async fn access_token(&mut self) -> Result<String, CliError> {
+    pub async fn access_token(&mut self) -> Result<String, CliError> {
         let session = self.store.session().ok_or_else(Self::not_logged_in)?;
         let expiring = session
             .access_expires_at

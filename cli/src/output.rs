@@ -86,12 +86,25 @@ pub struct GroupView {
     pub owner_name: String,
     pub created_at: Option<DateTime<Utc>>,
     pub share_link: String,
+    /// Your role in the group (`owner` or `member`), where the server says it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+}
+
+/// `owner`, `member`, or nothing for an unspecified role.
+pub fn role_name(role: i32) -> Option<&'static str> {
+    match v1::MemberRole::try_from(role) {
+        Ok(v1::MemberRole::Owner) => Some("owner"),
+        Ok(v1::MemberRole::Member) => Some("member"),
+        _ => None,
+    }
 }
 
 impl GroupView {
     pub fn new(group: v1::Group, share_link: String) -> Self {
         Self {
             created_at: to_datetime(group.created_at.as_ref()),
+            role: role_name(group.role),
             id: group.id,
             title: group.title,
             owner_name: group.owner_name,
@@ -101,8 +114,9 @@ impl GroupView {
 
     /// One line for a list.
     pub fn row(&self) -> String {
+        let role = self.role.map(|r| format!("{r:<6}  ")).unwrap_or_default();
         format!(
-            "{}  {}  (created {})",
+            "{}  {role}{}  (created {})",
             self.id,
             self.title,
             human_time(self.created_at)
@@ -129,31 +143,69 @@ pub struct MemberView {
     pub name: String,
     pub role: &'static str,
     pub joined_at: Option<DateTime<Utc>>,
+    /// A room of the group is open for them now (on any server node).
+    pub online: bool,
 }
 
 impl From<v1::Member> for MemberView {
     fn from(m: v1::Member) -> Self {
-        let role = match v1::MemberRole::try_from(m.role) {
-            Ok(v1::MemberRole::Owner) => "owner",
-            Ok(v1::MemberRole::Member) => "member",
-            _ => "unknown",
-        };
         Self {
             joined_at: to_datetime(m.joined_at.as_ref()),
+            role: role_name(m.role).unwrap_or("unknown"),
             id: m.id,
             group_id: m.group_id,
             name: m.name,
-            role,
+            online: m.online,
         }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BanView {
+    pub id: String,
+    pub group_id: String,
+    pub name: String,
+    /// They had joined signed in: their account is banned too.
+    pub account_banned: bool,
+    pub banned_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Ban> for BanView {
+    fn from(b: v1::Ban) -> Self {
+        Self {
+            banned_at: to_datetime(b.banned_at.as_ref()),
+            id: b.id,
+            group_id: b.group_id,
+            name: b.name,
+            account_banned: b.account_banned,
+        }
+    }
+}
+
+impl BanView {
+    /// One line for a list.
+    pub fn row(&self) -> String {
+        format!(
+            "{:<24} {}  banned {}{}",
+            self.name,
+            self.id,
+            human_time(self.banned_at),
+            if self.account_banned {
+                " (name and account)"
+            } else {
+                ""
+            }
+        )
     }
 }
 
 impl MemberView {
     pub fn row(&self) -> String {
         format!(
-            "{:<24} {:<6}  joined {}",
+            "{:<24} {:<6}  {:<7}  joined {}",
             self.name,
             self.role,
+            if self.online { "online" } else { "offline" },
             human_time(self.joined_at)
         )
     }

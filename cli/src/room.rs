@@ -129,6 +129,7 @@ fn from_subscribe(response: v1::SubscribeResponse) -> ChatResponse {
         S::MemberJoined(e) => chat_response::Event::MemberJoined(e),
         S::MemberLeft(e) => chat_response::Event::MemberLeft(e),
         S::SendRejected(e) => chat_response::Event::SendRejected(e),
+        S::MemberRemoved(e) => chat_response::Event::MemberRemoved(e),
     });
     ChatResponse { event }
 }

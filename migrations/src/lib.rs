@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
 mod m20261126_000002_abuse_limits;
+mod m20261127_000003_member_identity;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` brings a database up to date.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261126_000002_abuse_limits::Migration),
+            Box::new(m20261127_000003_member_identity::Migration),
         ]
     }
 }

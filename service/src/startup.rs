@@ -22,6 +22,7 @@ use tonic_web::GrpcWebLayer;
 use tower_http::cors::CorsLayer;
 
 use crate::api::{AdminApi, AppState, AuthApi, ChatApi, GroupApi, Guards, SharedState};
+use crate::auth::members::MemberCheck;
 use crate::auth::oidc::Oidc;
 use crate::auth::password::Hasher;
 use crate::auth::{Authenticator, TokenIssuer};
@@ -208,6 +209,7 @@ impl Application {
             Some(addr) => Some(metrics::serve(metrics.clone(), addr, stop_metrics.clone()).await?),
             None => None,
         };
+        let members = Arc::new(MemberCheck::new(store.clone()));
         let chat = Arc::new(ChatHub::new(
             store.clone(),
             relay,
@@ -215,6 +217,7 @@ impl Application {
             log,
             settings.chat.clone(),
             metrics,
+            members.clone(),
         ));
 
         let limits = settings.limits.clone();
@@ -283,7 +286,7 @@ impl Application {
             .transpose()?;
         let state = Arc::new(AppState {
             store,
-            auth: Authenticator::new(tokens),
+            auth: Authenticator::new(tokens, members),
             oidc,
             hasher,
             guards,

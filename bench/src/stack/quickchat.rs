@@ -253,10 +253,22 @@ impl Stack for QuickChat {
                         let name = MemberName::parse(&format!("member {m}"))
                             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                         let member = store
-                            .add_member(group.id, &name, u64::MAX)
+                            .add_member(
+                                quickchat_service::store::NewMember {
+                                    group_id: group.id,
+                                    name: &name,
+                                    user_id: None,
+                                },
+                                u64::MAX,
+                            )
                             .await
                             .map_err(|e| anyhow::anyhow!("cannot add a member: {e}"))?;
-                        let (token, _) = issuer.issue_member(member.id, group.id, &member.name)?;
+                        let (token, _) = issuer.issue_member(
+                            member.id,
+                            group.id,
+                            &member.name,
+                            member.token_version,
+                        )?;
                         room.members.push(Member {
                             name: member.name,
                             token,

@@ -176,20 +176,29 @@ struct MembershipView {
 
 #[derive(Serialize)]
 struct WhoAmI {
-    user: UserView,
+    /// The signed-in user; `null` on a device that only joined groups by link.
+    user: Option<UserView>,
     memberships: Vec<MembershipView>,
 }
 
+/// Who we are: the signed-in user (asked of the server), and who we are in each group this
+/// device joined. Works without signing in when the device holds member tokens.
 pub async fn whoami(client: &mut Client, output: Output) -> Result<(), CliError> {
-    let auth = client.auth();
-    let response = client
-        .as_user(|token| {
-            let mut auth = auth.clone();
-            async move { auth.get_me(with_token(v1::GetMeRequest {}, &token)).await }
-        })
-        .await?
-        .into_inner();
-    let user = UserView::from(response.user.unwrap_or_default());
+    let member_only =
+        client.store().session().is_none() && !client.store().get().memberships.is_empty();
+    let user = if member_only {
+        None
+    } else {
+        let auth = client.auth();
+        let response = client
+            .as_user(|token| {
+                let mut auth = auth.clone();
+                async move { auth.get_me(with_token(v1::GetMeRequest {}, &token)).await }
+            })
+            .await?
+            .into_inner();
+        Some(UserView::from(response.user.unwrap_or_default()))
+    };
     let memberships: Vec<MembershipView> = client
         .store()
         .get()
@@ -204,7 +213,10 @@ pub async fn whoami(client: &mut Client, output: Output) -> Result<(), CliError>
         .collect();
     let me = WhoAmI { user, memberships };
     output.emit(&me, || {
-        let mut text = format!("Signed in as {}", me.user.human());
+        let mut text = match &me.user {
+            Some(user) => format!("Signed in as {}", user.human()),
+            None => "Not signed in; on this device you joined:".to_owned(),
+        };
         for m in &me.memberships {
             text.push_str(&format!(
                 "\nMember of {:?} ({}) as {}",

@@ -1,4 +1,5 @@
-//! `group create|list|show|update|delete|members` (the dashboard) and `join`.
+//! `group create|list|show|update|delete|members|leave|kick|unban|bans` (the dashboard)
+//! and `join`.
 
 use std::io::IsTerminal;
 
@@ -10,7 +11,7 @@ use crate::args::{GroupArg, GroupCommand, JoinArgs};
 use crate::client::{Client, shell_word, to_datetime, with_token};
 use crate::config::Membership;
 use crate::error::CliError;
-use crate::output::{GroupView, MemberView, Output};
+use crate::output::{BanView, GroupView, MemberView, Output};
 
 pub async fn run(
     client: &mut Client,
@@ -25,9 +26,16 @@ pub async fn run(
             group,
             title,
             passcode,
-        } => update(client, &group, title, passcode, output).await,
+            revoke_members,
+        } => update(client, &group, title, passcode, revoke_members, output).await,
         GroupCommand::Delete { group, yes } => delete(client, &group, yes, output).await,
         GroupCommand::Members(GroupArg { group }) => members(client, &group, output).await,
+        GroupCommand::Leave(GroupArg { group }) => leave(client, &group, output).await,
+        GroupCommand::Kick { group, member, ban } => {
+            kick(client, &group, &member, ban, output).await
+        }
+        GroupCommand::Unban { group, ban } => unban(client, &group, &ban, output).await,
+        GroupCommand::Bans(GroupArg { group }) => bans(client, &group, output).await,
     }
 }
 
@@ -68,7 +76,58 @@ async fn create(
     Ok(())
 }
 
+/// The groups we own or joined: the signed-in account's (owned and joined), then those
+/// this device holds a member token of.
 async fn list(client: &mut Client, output: Output) -> Result<(), CliError> {
+    let mut all = Vec::new();
+    let memberships = client.store().get().memberships;
+    // Signed in, or with nothing else to show (then the "not logged in" error says what
+    // to do).
+    if client.store().session().is_some() || memberships.is_empty() {
+        all = account_groups(client).await?;
+    }
+    for (group_id, membership) in memberships {
+        if all.iter().any(|g: &GroupView| g.id == group_id) {
+            continue;
+        }
+        let request = v1::ListGroupsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        };
+        match client
+            .groups()
+            .list_groups(with_token(request, &membership.token))
+            .await
+        {
+            Ok(response) => {
+                for group in response.into_inner().groups {
+                    all.push(group_of(Some(group), client)?);
+                }
+            }
+            Err(status) => match CliError::from(status) {
+                // A member who left, was removed or revoked: say so, list the rest.
+                err @ (CliError::Auth(_) | CliError::NotFound(_)) => output.note(format!(
+                    "warning: you are no longer in {:?} ({group_id}): {err}",
+                    membership.group_title
+                )),
+                err => return Err(err),
+            },
+        }
+    }
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    if all.is_empty() && !output.is_json() {
+        output.note(
+            "You have no groups yet. Create one: quickchat group create --title 'Book club' --passcode s3cret",
+        );
+    }
+    for group in &all {
+        output.emit(group, || group.row());
+    }
+    Ok(())
+}
+
+/// Every group the signed-in account owns or joined, with its role.
+async fn account_groups(client: &mut Client) -> Result<Vec<GroupView>, CliError> {
     let groups = client.groups();
     let mut page_token = String::new();
     let mut all = Vec::new();
@@ -95,18 +154,11 @@ async fn list(client: &mut Client, output: Output) -> Result<(), CliError> {
     client.store_mut().update(|c| {
         c.owned_groups = all
             .iter()
+            .filter(|g| g.role == Some("owner"))
             .map(|g| (g.id.clone(), g.title.clone()))
             .collect();
     })?;
-    if all.is_empty() && !output.is_json() {
-        output.note(
-            "You own no groups yet. Create one: quickchat group create --title 'Book club' --passcode s3cret",
-        );
-    }
-    for group in &all {
-        output.emit(group, || group.row());
-    }
-    Ok(())
+    Ok(all)
 }
 
 async fn get_group(client: &Client, group_id: &str) -> Result<GroupView, CliError> {
@@ -132,6 +184,7 @@ async fn update(
     group: &str,
     title: Option<String>,
     passcode: Option<String>,
+    revoke_members: bool,
     output: Output,
 ) -> Result<(), CliError> {
     let group_id = parse_group_ref(group)?;
@@ -143,13 +196,19 @@ async fn update(
                 group_id: group_id.clone(),
                 title: title.clone(),
                 passcode: passcode.clone(),
+                revoke_members,
             };
             async move { groups.update_group(with_token(request, &token)).await }
         })
         .await?
         .into_inner();
     let group = group_of(response.group, client)?;
-    output.emit(&group, || {
+    let updated = Updated {
+        group,
+        revoked_members: response.revoked_members,
+    };
+    let group = &updated.group;
+    output.emit(&updated, || {
         let mut changed = Vec::new();
         if title.is_some() {
             changed.push("title");
@@ -157,14 +216,29 @@ async fn update(
         if passcode.is_some() {
             changed.push("passcode");
         }
+        let revoked = if revoke_members {
+            format!(
+                "\nRevoked the member tokens of {} member(s): they join again with the new passcode.",
+                updated.revoked_members
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "Updated the {} of {}.\n{}",
+            "Updated the {} of {}.{revoked}\n{}",
             changed.join(" and "),
             group.id,
             group.card()
         )
     });
     Ok(())
+}
+
+#[derive(Serialize)]
+struct Updated {
+    #[serde(flatten)]
+    group: GroupView,
+    revoked_members: u32,
 }
 
 #[derive(Serialize)]
@@ -240,6 +314,213 @@ async fn members(client: &mut Client, group: &str, output: Output) -> Result<(),
 }
 
 #[derive(Serialize)]
+struct Left {
+    group_id: String,
+    left: bool,
+}
+
+async fn leave(client: &mut Client, group: &str, output: Output) -> Result<(), CliError> {
+    let group_id = parse_group_ref(group)?;
+    let groups = client.groups();
+    client
+        .as_group(&group_id, |token| {
+            let mut groups = groups.clone();
+            let request = v1::LeaveGroupRequest {
+                group_id: group_id.clone(),
+            };
+            async move { groups.leave_group(with_token(request, &token)).await }
+        })
+        .await?;
+    if client.store().membership(&group_id).is_some() {
+        client.store_mut().update(|c| {
+            c.memberships.remove(&group_id);
+        })?;
+    }
+    output.emit(
+        &Left {
+            group_id: group_id.clone(),
+            left: true,
+        },
+        || format!("Left group {group_id}."),
+    );
+    Ok(())
+}
+
+/// A member id, or the member called `member` (ignoring case), as the owner sees the list.
+async fn resolve_member(
+    client: &mut Client,
+    group_id: &str,
+    member: &str,
+) -> Result<String, CliError> {
+    if uuid::Uuid::parse_str(member).is_ok() {
+        return Ok(member.to_owned());
+    }
+    let groups = client.groups();
+    let listed = client
+        .as_user(|token| {
+            let mut groups = groups.clone();
+            let request = v1::ListMembersRequest {
+                group_id: group_id.to_owned(),
+            };
+            async move { groups.list_members(with_token(request, &token)).await }
+        })
+        .await?
+        .into_inner()
+        .members;
+    let wanted = fold(member);
+    let found = listed
+        .into_iter()
+        .find(|m| fold(&m.name) == wanted)
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "no member called {} in group {group_id} (see `quickchat group members {group_id}`)",
+                shell_word(member)
+            ))
+        })?;
+    if found.role == v1::MemberRole::Owner as i32 {
+        return Err(CliError::usage(
+            "that is the group's owner, who cannot be removed",
+        ));
+    }
+    Ok(found.id)
+}
+
+/// A name as names are compared: case and spacing ignored.
+fn fold(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+#[derive(Serialize)]
+struct Kicked {
+    member: MemberView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ban: Option<BanView>,
+}
+
+async fn kick(
+    client: &mut Client,
+    group: &str,
+    member: &str,
+    ban: bool,
+    output: Output,
+) -> Result<(), CliError> {
+    let group_id = parse_group_ref(group)?;
+    let member_id = resolve_member(client, &group_id, member).await?;
+    let groups = client.groups();
+    let response = client
+        .as_user(|token| {
+            let mut groups = groups.clone();
+            let request = v1::RemoveMemberRequest {
+                group_id: group_id.clone(),
+                member_id: member_id.clone(),
+                ban,
+            };
+            async move { groups.remove_member(with_token(request, &token)).await }
+        })
+        .await?
+        .into_inner();
+    let kicked = Kicked {
+        member: MemberView::from(response.member.unwrap_or_default()),
+        ban: response.ban.map(BanView::from),
+    };
+    output.emit(&kicked, || {
+        let mut text = format!("Removed {} from group {group_id}.", kicked.member.name);
+        if let Some(ban) = &kicked.ban {
+            text.push_str(&format!(
+                " Banned {}: they cannot join again until `quickchat group unban {group_id} {}`.",
+                if ban.account_banned {
+                    "the name and the account"
+                } else {
+                    "the name"
+                },
+                shell_word(&ban.name)
+            ));
+        }
+        text
+    });
+    Ok(())
+}
+
+async fn list_bans(client: &mut Client, group_id: &str) -> Result<Vec<v1::Ban>, CliError> {
+    let groups = client.groups();
+    Ok(client
+        .as_user(|token| {
+            let mut groups = groups.clone();
+            let request = v1::ListBansRequest {
+                group_id: group_id.to_owned(),
+            };
+            async move { groups.list_bans(with_token(request, &token)).await }
+        })
+        .await?
+        .into_inner()
+        .bans)
+}
+
+async fn bans(client: &mut Client, group: &str, output: Output) -> Result<(), CliError> {
+    let group_id = parse_group_ref(group)?;
+    let bans = list_bans(client, &group_id).await?;
+    if bans.is_empty() && !output.is_json() {
+        output.note("Nobody is banned from this group.");
+    }
+    for ban in bans {
+        let ban = BanView::from(ban);
+        output.emit(&ban, || ban.row());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Unbanned {
+    ban: BanView,
+    unbanned: bool,
+}
+
+async fn unban(
+    client: &mut Client,
+    group: &str,
+    ban: &str,
+    output: Output,
+) -> Result<(), CliError> {
+    let group_id = parse_group_ref(group)?;
+    let wanted = fold(ban);
+    let found = list_bans(client, &group_id)
+        .await?
+        .into_iter()
+        .find(|b| b.id == ban || fold(&b.name) == wanted)
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "no ban of {} in group {group_id} (see `quickchat group bans {group_id}`)",
+                shell_word(ban)
+            ))
+        })?;
+    let groups = client.groups();
+    client
+        .as_user(|token| {
+            let mut groups = groups.clone();
+            let request = v1::UnbanMemberRequest {
+                group_id: group_id.clone(),
+                ban_id: found.id.clone(),
+            };
+            async move { groups.unban_member(with_token(request, &token)).await }
+        })
+        .await?;
+    let unbanned = Unbanned {
+        ban: BanView::from(found),
+        unbanned: true,
+    };
+    output.emit(&unbanned, || {
+        format!(
+            "Lifted the ban of {} in group {group_id}.",
+            unbanned.ban.name
+        )
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
 struct Joined {
     group: GroupView,
     member_id: String,
@@ -260,9 +541,13 @@ pub async fn join(client: &mut Client, args: JoinArgs, output: Output) -> Result
         passcode,
     };
     // Rejoining from this device: the member token proves we are that member (a name
-    // alone never does; the server refuses a taken name).
+    // alone never does; the server refuses a taken name). Signed in: the member is linked
+    // to the account, and the same account is the same member on every device.
     let request = match client.store().membership(&group_id) {
         Some(membership) => with_token(request, &membership.token),
+        None if client.store().session().is_some() => {
+            with_token(request, &client.access_token().await?)
+        }
         None => tonic::Request::new(request),
     };
     let response = client.groups().join_group(request).await?.into_inner();

@@ -24,6 +24,8 @@ enum Access {
     Public,
     /// A signed-in user, about their own account or groups.
     User,
+    /// Anyone with a valid credential (access or member token), about themselves only.
+    Caller,
     /// The group's owner.
     Owner,
     /// The group's owner or one of its members.
@@ -47,12 +49,16 @@ fn access_classes() -> BTreeMap<&'static str, Access> {
         ("quickchat.v1.AuthService/Logout", Public),
         ("quickchat.v1.AuthService/GetMe", User),
         ("quickchat.v1.GroupService/CreateGroup", User),
-        ("quickchat.v1.GroupService/ListGroups", User),
+        ("quickchat.v1.GroupService/ListGroups", Caller),
         ("quickchat.v1.GroupService/GetGroup", Public),
         ("quickchat.v1.GroupService/UpdateGroup", Owner),
         ("quickchat.v1.GroupService/DeleteGroup", Owner),
         ("quickchat.v1.GroupService/JoinGroup", Public),
         ("quickchat.v1.GroupService/ListMembers", Room),
+        ("quickchat.v1.GroupService/LeaveGroup", Room),
+        ("quickchat.v1.GroupService/RemoveMember", Owner),
+        ("quickchat.v1.GroupService/UnbanMember", Owner),
+        ("quickchat.v1.GroupService/ListBans", Owner),
         ("quickchat.v1.ChatService/Chat", Room),
         ("quickchat.v1.ChatService/Subscribe", Room),
         ("quickchat.v1.ChatService/SendMessage", Room),
@@ -317,6 +323,8 @@ async fn every_rpc_refuses_every_bad_credential_and_changes_nothing() {
                 &member_elsewhere.member_token,
                 Code::Unauthenticated,
             )],
+            // Answers about the caller, never the target: nobody is the wrong person.
+            Access::Caller => vec![],
             Access::Owner | Access::Room => vec![
                 (
                     "another user",

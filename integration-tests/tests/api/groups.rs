@@ -189,6 +189,7 @@ async fn only_the_owner_can_update_a_group() {
                 group_id: group.id.clone(),
                 title: Some("Hijacked".into()),
                 passcode: None,
+                revoke_members: false,
             },
             token,
         )
@@ -211,6 +212,7 @@ async fn only_the_owner_can_update_a_group() {
                 group_id: group.id.clone(),
                 title: Some("Nope".into()),
                 passcode: None,
+                revoke_members: false,
             })
             .await,
         Code::Unauthenticated,
@@ -223,6 +225,7 @@ async fn only_the_owner_can_update_a_group() {
                 group_id: group.id.clone(),
                 title: Some("Crabs".into()),
                 passcode: Some("9999".into()),
+                revoke_members: false,
             },
             &owner.access_token,
         ))
@@ -260,6 +263,7 @@ async fn only_the_owner_can_update_a_group() {
                     group_id: group.id.clone(),
                     title: Some("no".into()),
                     passcode: None,
+                    revoke_members: false,
                 },
                 &owner.access_token,
             ))
@@ -277,6 +281,7 @@ async fn only_the_owner_can_update_a_group() {
                     group_id: Uuid::new_v4().to_string(),
                     title: Some("Crabs".into()),
                     passcode: None,
+                    revoke_members: false,
                 },
                 &owner.access_token,
             ))

@@ -16,6 +16,7 @@ mod deploy;
 mod groups;
 mod join;
 mod key_rotation;
+mod members;
 mod oidc;
 mod server;
 mod tls;

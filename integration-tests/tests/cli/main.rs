@@ -7,5 +7,6 @@ mod chat;
 mod claims;
 mod groups;
 mod helpers;
+mod members;
 mod terminal;
 mod tls;

@@ -9,6 +9,7 @@
 
 mod faults;
 mod killed;
+mod members;
 mod multi_node;
 mod nodes;
 mod takeover;

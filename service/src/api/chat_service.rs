@@ -12,6 +12,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{ClientAddr, SharedState, parse_id};
+use crate::auth::{MemberPrincipal, Principal};
 use crate::chat::ChatHub;
 use crate::chat::outbound::{EventStream, Outgoing, StreamEnd};
 use crate::chat::stream::Command;
@@ -41,10 +42,28 @@ impl ChatApi {
         request: &Request<T>,
         raw_group_id: &str,
     ) -> Result<(Participant, Uuid), ApiError> {
-        let principal = self.state.auth.principal(request.metadata())?;
+        let (who, group_id, _) = self.caller(request, raw_group_id).await?;
+        Ok((who, group_id))
+    }
+
+    /// As [`ChatApi::participant`], with the member token the caller holds (`None` for
+    /// the owner).
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        raw_group_id: &str,
+    ) -> Result<(Participant, Uuid, Option<MemberPrincipal>), ApiError> {
+        let principal = self.state.auth.principal(request.metadata()).await?;
         let group_id = parse_id("group_id", raw_group_id)?;
         let who = self.hub().authorize(&principal, group_id).await?;
-        Ok((who, group_id))
+        Ok((who, group_id, member_of(principal)))
+    }
+}
+
+fn member_of(principal: Principal) -> Option<MemberPrincipal> {
+    match principal {
+        Principal::Member(member) => Some(member),
+        Principal::User(_) => None,
     }
 }
 
@@ -108,6 +127,10 @@ impl From<Outgoing> for EventFrame {
             Outgoing::MemberLeft(p) => Event::MemberLeft(v1::PresenceEvent {
                 member: Some(participant_to_proto(&p)),
             }),
+            Outgoing::MemberRemoved { who, left } => Event::MemberRemoved(v1::MemberRemovedEvent {
+                member: Some(participant_to_proto(&who)),
+                left,
+            }),
             Outgoing::SendRejected {
                 client_message_id,
                 error,
@@ -146,6 +169,11 @@ impl From<StreamEnd> for Status {
                 Status::aborted("messages were missed; rejoin from your last offset")
             }
             StreamEnd::GroupDeleted => Status::not_found("The group was deleted."),
+            StreamEnd::Removed => Status::permission_denied("removed from the group"),
+            StreamEnd::LeftGroup => Status::permission_denied("you left the group"),
+            StreamEnd::Revoked => Status::unauthenticated(
+                "the group's member tokens were revoked; join again with the new passcode",
+            ),
         }
     }
 }
@@ -200,7 +228,7 @@ impl ChatService for ChatApi {
         &self,
         request: Request<Streaming<v1::ChatRequest>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        let principal = self.state.auth.principal(request.metadata())?;
+        let principal = self.state.auth.principal(request.metadata()).await?;
         let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string();
         let mut requests = request.into_inner();
         // A stream that never says which room it wants holds a slot for nothing.
@@ -231,6 +259,7 @@ impl ChatService for ChatApi {
         let events = hub
             .open_chat(
                 who,
+                member_of(principal),
                 &client,
                 group_id,
                 since(join.since),
@@ -245,13 +274,17 @@ impl ChatService for ChatApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let (who, group_id) = self
-            .participant(&request, &request.get_ref().group_id)
-            .await?;
+        let (who, group_id, member) = self.caller(&request, &request.get_ref().group_id).await?;
         let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref()).to_string();
         let events = self
             .hub()
-            .open_subscription(who, &client, group_id, since(request.into_inner().since))
+            .open_subscription(
+                who,
+                member,
+                &client,
+                group_id,
+                since(request.into_inner().since),
+            )
             .await?;
         Ok(Response::new(frames(events)))
     }

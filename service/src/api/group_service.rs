@@ -9,13 +9,15 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    ClientAddr, SharedState, group_to_proto, locked_out, member_to_proto, parse_id, timestamp,
+    ClientAddr, SharedState, ban_to_proto, group_to_proto, locked_out, member_to_proto, parse_id,
+    timestamp,
 };
-use crate::auth::{MemberPrincipal, Principal, UserPrincipal};
+use crate::auth::{Principal, UserPrincipal};
 use crate::domain::{FieldViolation, GroupTitle, MemberName, Passcode, Violations, name_key};
 use crate::error::ApiError;
 use crate::rate_limit;
-use crate::store::{AddMemberError, GroupCursor, GroupWithOwner};
+use crate::room::Participant;
+use crate::store::{AddMemberError, GroupCursor, GroupWithOwner, NewMember, group_members};
 
 const DEFAULT_PAGE_SIZE: u64 = 20;
 const MAX_PAGE_SIZE: u64 = 100;
@@ -106,7 +108,7 @@ impl GroupApi {
 
     async fn list(
         &self,
-        caller: UserPrincipal,
+        caller: Principal,
         req: v1::ListGroupsRequest,
     ) -> Result<v1::ListGroupsResponse, ApiError> {
         let page_size = match req.page_size {
@@ -123,6 +125,29 @@ impl GroupApi {
             "" => None,
             token => Some(decode_cursor(token)?),
         };
+        let caller = match caller {
+            Principal::User(user) => user,
+            // A member token lists its own group: one page, one group.
+            Principal::Member(member) => {
+                let group = self
+                    .state
+                    .store
+                    .group_with_owner(member.group_id)
+                    .await?
+                    .ok_or_else(group_not_found)?;
+                let groups = match cursor {
+                    Some(_) => Vec::new(),
+                    None => vec![v1::Group {
+                        role: v1::MemberRole::Member as i32,
+                        ..group_to_proto(&group)
+                    }],
+                };
+                return Ok(v1::ListGroupsResponse {
+                    groups,
+                    next_page_token: String::new(),
+                });
+            }
+        };
         let (groups, more) = self
             .state
             .store
@@ -135,15 +160,37 @@ impl GroupApi {
             }),
             _ => String::new(),
         };
-        let owner_name = caller.name;
+        let owner_names = self
+            .state
+            .store
+            .user_names(
+                groups
+                    .iter()
+                    .map(|g| g.owner_id)
+                    .filter(|id| *id != caller.user_id),
+            )
+            .await?;
         Ok(v1::ListGroupsResponse {
             groups: groups
                 .into_iter()
                 .map(|group| {
-                    group_to_proto(&GroupWithOwner {
-                        group,
-                        owner_name: owner_name.clone(),
-                    })
+                    let owned = group.owner_id == caller.user_id;
+                    let owner_name = if owned {
+                        caller.name.clone()
+                    } else {
+                        owner_names
+                            .get(&group.owner_id)
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    v1::Group {
+                        role: if owned {
+                            v1::MemberRole::Owner
+                        } else {
+                            v1::MemberRole::Member
+                        } as i32,
+                        ..group_to_proto(&GroupWithOwner { group, owner_name })
+                    }
                 })
                 .collect(),
             next_page_token,
@@ -154,9 +201,16 @@ impl GroupApi {
         &self,
         caller: UserPrincipal,
         req: v1::UpdateGroupRequest,
-    ) -> Result<v1::Group, ApiError> {
+    ) -> Result<v1::UpdateGroupResponse, ApiError> {
         let group_id = parse_id("group_id", &req.group_id)?;
         let mut violations = Violations::new();
+        if req.revoke_members && req.passcode.is_none() {
+            violations.check::<()>(Err(FieldViolation::new(
+                "revoke_members",
+                "Revoking member tokens needs a new passcode; members would rejoin with the \
+                 old one.",
+            )));
+        }
         let title = req
             .title
             .as_deref()
@@ -172,13 +226,28 @@ impl GroupApi {
             Some(p) => Some(self.state.hasher.hash(p.secret()).await?),
             None => None,
         };
-        let group = self
+        let (group, revoked) = self
             .state
             .store
-            .update_group(group, title.as_ref().map(GroupTitle::as_str), passcode_hash)
+            .update_group(
+                group,
+                title.as_ref().map(GroupTitle::as_str),
+                passcode_hash,
+                req.revoke_members,
+            )
             .await?;
-        tracing::info!(%group_id, title_changed = title.is_some(), passcode_changed = passcode.is_some(), "group updated");
-        Ok(group_to_proto(&GroupWithOwner { group, owner_name }))
+        tracing::info!(%group_id, title_changed = title.is_some(), passcode_changed = passcode.is_some(), revoked, "group updated");
+        if req.revoke_members {
+            // The store already refuses the old tokens (within the member cache's ttl on
+            // nodes that miss the event); the event ends open streams at once.
+            if let Err(err) = self.state.chat.members_revoked(group_id).await {
+                tracing::warn!(%group_id, error = %err, "could not announce a revocation");
+            }
+        }
+        Ok(v1::UpdateGroupResponse {
+            group: Some(group_to_proto(&GroupWithOwner { group, owner_name })),
+            revoked_members: u32::try_from(revoked).unwrap_or(u32::MAX),
+        })
     }
 
     async fn delete(
@@ -196,14 +265,16 @@ impl GroupApi {
         Ok(())
     }
 
-    /// Joins a group by passcode. A rejoin from a device that holds a member token of this
-    /// group returns that member; otherwise a new member is created, and a name already
-    /// taken in the group (by a member or the owner, ignoring case) is refused: a join can
-    /// never take over someone else's identity.
+    /// Joins a group by passcode. A caller presenting a member token of this group (even a
+    /// revoked one: it still proves who its member is) rejoins as that member, and a
+    /// signed-in caller as the member their account became; anyone else becomes a new
+    /// member, and a name already taken in the group (by a member or the owner, compared
+    /// by `MemberName::key`) or banned is refused: a join can never take over someone
+    /// else's identity.
     async fn join(
         &self,
         client: ClientAddr,
-        rejoining: Option<MemberPrincipal>,
+        presented: Option<Principal>,
         req: v1::JoinGroupRequest,
     ) -> Result<v1::JoinGroupResponse, ApiError> {
         let group_id = parse_id("group_id", &req.group_id)?;
@@ -220,6 +291,15 @@ impl GroupApi {
             .group_with_owner(group_id)
             .await?
             .ok_or_else(group_not_found)?;
+        let account = match &presented {
+            Some(Principal::User(user)) if user.user_id == group.group.owner_id => {
+                return Err(ApiError::FailedPrecondition(
+                    "You own this group; open it with your account instead of joining.".into(),
+                ));
+            }
+            Some(Principal::User(user)) => Some(user.user_id),
+            _ => None,
+        };
 
         // At most the limit's worth of guesses is ever being checked at once (see
         // `rate_limit`); a right passcode costs nothing.
@@ -256,47 +336,83 @@ impl GroupApi {
         attempt.succeeded().await;
 
         let store = &self.state.store;
-        let existing = match rejoining.filter(|m| m.group_id == group_id) {
-            Some(m) => store.member(m.member_id).await?,
-            None => None,
+        let existing = match (&presented, account) {
+            (Some(Principal::Member(m)), _) if m.group_id == group_id => {
+                store.member(m.member_id).await?
+            }
+            (_, Some(user_id)) => store.member_of_user(group_id, user_id).await?,
+            _ => None,
         };
         let member = match existing {
             Some(member) => member,
-            None => {
-                let taken = || {
-                    ApiError::AlreadyExists(format!(
-                        "The name {:?} is already taken in this group; choose another.",
-                        name.as_str()
-                    ))
-                };
-                if name_key(&group.owner_name) == name.key() {
-                    return Err(taken());
-                }
-                store
-                    .add_member(group_id, &name, self.state.limits.max_members_per_group)
-                    .await
-                    .map_err(|err| match err {
-                        AddMemberError::NameTaken => taken(),
-                        AddMemberError::Full => ApiError::ResourceExhausted(
-                            "This group is full; no more members can join.".into(),
-                        ),
-                        AddMemberError::GroupGone => group_not_found(),
-                        AddMemberError::Db(db) => db.into(),
-                    })?
-            }
+            None => self.add_member(&group, &name, account).await?,
         };
-        let (member_token, expires_at) =
-            self.state
-                .auth
-                .tokens()
-                .issue_member(member.id, group_id, &member.name)?;
-        tracing::info!(%group_id, member_id = %member.id, "member joined");
+        let (member_token, expires_at) = self.state.auth.tokens().issue_member(
+            member.id,
+            group_id,
+            &member.name,
+            member.token_version,
+        )?;
+        tracing::info!(%group_id, member_id = %member.id, linked = member.user_id.is_some(), "member joined");
         Ok(v1::JoinGroupResponse {
             member: Some(member_to_proto(&member)),
             member_token,
             member_token_expires_at: Some(timestamp(expires_at)),
             group: Some(group_to_proto(&group)),
         })
+    }
+
+    /// A new member called `name`, linked to `account` if the caller is signed in.
+    async fn add_member(
+        &self,
+        group: &GroupWithOwner,
+        name: &MemberName,
+        account: Option<Uuid>,
+    ) -> Result<group_members::Model, ApiError> {
+        let group_id = group.group.id;
+        let taken = || {
+            ApiError::AlreadyExists(format!(
+                "The name {:?} is already taken in this group; choose another.",
+                name.as_str()
+            ))
+        };
+        if name_key(&group.owner_name) == name.key() {
+            return Err(taken());
+        }
+        let store = &self.state.store;
+        let added = store
+            .add_member(
+                NewMember {
+                    group_id,
+                    name,
+                    user_id: account,
+                },
+                self.state.limits.max_members_per_group,
+            )
+            .await;
+        match added {
+            Ok(member) => Ok(member),
+            Err(AddMemberError::NameTaken) => match account {
+                // The same account joining from two devices at once: one of them made the
+                // member, the other is that member too.
+                Some(user_id) => store
+                    .member_of_user(group_id, user_id)
+                    .await?
+                    .ok_or_else(taken),
+                None => Err(taken()),
+            },
+            Err(AddMemberError::Banned) => {
+                tracing::info!(%group_id, "join refused: banned");
+                Err(ApiError::permission_denied(
+                    "You are banned from this group.",
+                ))
+            }
+            Err(AddMemberError::Full) => Err(ApiError::ResourceExhausted(
+                "This group is full; no more members can join.".into(),
+            )),
+            Err(AddMemberError::GroupGone) => Err(group_not_found()),
+            Err(AddMemberError::Db(db)) => Err(db.into()),
+        }
     }
 
     async fn members(
@@ -326,11 +442,138 @@ impl GroupApi {
             name: group.owner_name.clone(),
             joined_at: Some(timestamp(group.group.created_at)),
             role: v1::MemberRole::Owner as i32,
+            online: false,
         };
         let members = self.state.store.list_members(group_id).await?;
+        let online: std::collections::HashSet<Uuid> = self
+            .state
+            .chat
+            .online(group_id)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
         Ok(std::iter::once(owner)
             .chain(members.iter().map(member_to_proto))
+            .map(|m| v1::Member {
+                online: Uuid::parse_str(&m.id).is_ok_and(|id| online.contains(&id)),
+                ..m
+            })
             .collect())
+    }
+
+    /// The caller leaves the group (a member token of it, or the account that joined it).
+    async fn leave(&self, caller: Principal, req: v1::LeaveGroupRequest) -> Result<(), ApiError> {
+        let group_id = parse_id("group_id", &req.group_id)?;
+        let group = self
+            .state
+            .store
+            .group(group_id)
+            .await?
+            .ok_or_else(group_not_found)?;
+        let member_id = match caller {
+            Principal::Member(m) if m.group_id == group_id => m.member_id,
+            Principal::Member(_) => {
+                return Err(ApiError::permission_denied(
+                    "This member token is for another group.",
+                ));
+            }
+            Principal::User(u) if u.user_id == group.owner_id => {
+                return Err(ApiError::FailedPrecondition(
+                    "The owner cannot leave their group; delete it instead.".into(),
+                ));
+            }
+            Principal::User(u) => {
+                self.state
+                    .store
+                    .member_of_user(group_id, u.user_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::permission_denied("You are not a member of this group.")
+                    })?
+                    .id
+            }
+        };
+        let removed = self
+            .state
+            .store
+            .remove_member(group_id, member_id, false)
+            .await?
+            .ok_or_else(|| ApiError::not_found("You are not a member of this group."))?;
+        tracing::info!(%group_id, %member_id, "member left");
+        self.announce_removal(&removed.member, true).await;
+        Ok(())
+    }
+
+    /// Tells every node (their caches, the member's streams, the room).
+    async fn announce_removal(&self, member: &group_members::Model, left: bool) {
+        let who = Participant {
+            id: member.id,
+            name: member.name.clone(),
+        };
+        if let Err(err) = self
+            .state
+            .chat
+            .member_removed(member.group_id, who, left)
+            .await
+        {
+            // The store already refuses the member's tokens; only open streams on other
+            // nodes wait for their next check.
+            tracing::warn!(group_id = %member.group_id, member_id = %member.id, error = %err, "could not announce a removal");
+        }
+    }
+
+    async fn remove(
+        &self,
+        caller: UserPrincipal,
+        req: v1::RemoveMemberRequest,
+    ) -> Result<v1::RemoveMemberResponse, ApiError> {
+        let group_id = parse_id("group_id", &req.group_id)?;
+        let group = self.owned_group(&caller, group_id).await?;
+        let member_id = parse_id("member_id", &req.member_id)?;
+        if member_id == group.group.owner_id {
+            return Err(ApiError::FailedPrecondition(
+                "The owner cannot be removed from their group.".into(),
+            ));
+        }
+        let removed = self
+            .state
+            .store
+            .remove_member(group_id, member_id, req.ban)
+            .await?
+            .ok_or_else(|| ApiError::not_found("No such member in this group."))?;
+        tracing::info!(%group_id, %member_id, banned = req.ban, "member removed");
+        self.announce_removal(&removed.member, false).await;
+        Ok(v1::RemoveMemberResponse {
+            member: Some(member_to_proto(&removed.member)),
+            ban: removed.ban.as_ref().map(ban_to_proto),
+        })
+    }
+
+    async fn unban(
+        &self,
+        caller: UserPrincipal,
+        req: v1::UnbanMemberRequest,
+    ) -> Result<(), ApiError> {
+        let group_id = parse_id("group_id", &req.group_id)?;
+        self.owned_group(&caller, group_id).await?;
+        let ban_id = parse_id("ban_id", &req.ban_id)?;
+        if !self.state.store.unban(group_id, ban_id).await? {
+            return Err(ApiError::not_found("No such ban in this group."));
+        }
+        tracing::info!(%group_id, %ban_id, "ban lifted");
+        Ok(())
+    }
+
+    async fn bans(
+        &self,
+        caller: UserPrincipal,
+        req: v1::ListBansRequest,
+    ) -> Result<Vec<v1::Ban>, ApiError> {
+        let group_id = parse_id("group_id", &req.group_id)?;
+        self.owned_group(&caller, group_id).await?;
+        let bans = self.state.store.list_bans(group_id).await?;
+        Ok(bans.iter().map(ban_to_proto).collect())
     }
 }
 
@@ -353,7 +596,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
-        let caller = self.state.auth.user(request.metadata())?;
+        let caller = self.state.auth.principal(request.metadata()).await?;
         Ok(Response::new(
             self.list(caller, request.into_inner()).await?,
         ))
@@ -383,10 +626,9 @@ impl GroupService for GroupApi {
         request: Request<v1::UpdateGroupRequest>,
     ) -> Result<Response<v1::UpdateGroupResponse>, Status> {
         let caller = self.owner_caller(&request)?;
-        let group = self.update(caller, request.into_inner()).await?;
-        Ok(Response::new(v1::UpdateGroupResponse {
-            group: Some(group),
-        }))
+        Ok(Response::new(
+            self.update(caller, request.into_inner()).await?,
+        ))
     }
 
     #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
@@ -405,13 +647,11 @@ impl GroupService for GroupApi {
         request: Request<v1::JoinGroupRequest>,
     ) -> Result<Response<v1::JoinGroupResponse>, Status> {
         let client = ClientAddr::of(&request, self.state.client_ip_header.as_deref());
-        // A device rejoining presents its member token; anything else joins afresh.
-        let rejoining = match self.state.auth.principal(request.metadata()) {
-            Ok(Principal::Member(member)) => Some(member),
-            _ => None,
-        };
+        // A device rejoining presents its member token, a signed-in user their access
+        // token; with neither (or a token that is not valid) the caller joins afresh.
+        let presented = self.state.auth.claimed(request.metadata()).ok();
         Ok(Response::new(
-            self.join(client, rejoining, request.into_inner()).await?,
+            self.join(client, presented, request.into_inner()).await?,
         ))
     }
 
@@ -420,9 +660,50 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::ListMembersRequest>,
     ) -> Result<Response<v1::ListMembersResponse>, Status> {
-        let caller = self.state.auth.principal(request.metadata())?;
+        let caller = self.state.auth.principal(request.metadata()).await?;
         let members = self.members(caller, request.into_inner()).await?;
         Ok(Response::new(v1::ListMembersResponse { members }))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn leave_group(
+        &self,
+        request: Request<v1::LeaveGroupRequest>,
+    ) -> Result<Response<v1::LeaveGroupResponse>, Status> {
+        let caller = self.state.auth.principal(request.metadata()).await?;
+        self.leave(caller, request.into_inner()).await?;
+        Ok(Response::new(v1::LeaveGroupResponse {}))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn remove_member(
+        &self,
+        request: Request<v1::RemoveMemberRequest>,
+    ) -> Result<Response<v1::RemoveMemberResponse>, Status> {
+        let caller = self.owner_caller(&request)?;
+        Ok(Response::new(
+            self.remove(caller, request.into_inner()).await?,
+        ))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn unban_member(
+        &self,
+        request: Request<v1::UnbanMemberRequest>,
+    ) -> Result<Response<v1::UnbanMemberResponse>, Status> {
+        let caller = self.owner_caller(&request)?;
+        self.unban(caller, request.into_inner()).await?;
+        Ok(Response::new(v1::UnbanMemberResponse {}))
+    }
+
+    #[instrument(skip_all, fields(group_id = %request.get_ref().group_id))]
+    async fn list_bans(
+        &self,
+        request: Request<v1::ListBansRequest>,
+    ) -> Result<Response<v1::ListBansResponse>, Status> {
+        let caller = self.owner_caller(&request)?;
+        let bans = self.bans(caller, request.into_inner()).await?;
+        Ok(Response::new(v1::ListBansResponse { bans }))
     }
 }
 
@@ -430,7 +711,7 @@ impl GroupApi {
     /// Owner-only calls: a member token is valid but never an owner's, so it is refused with
     /// `PERMISSION_DENIED` rather than `UNAUTHENTICATED`.
     fn owner_caller<T>(&self, request: &Request<T>) -> Result<UserPrincipal, ApiError> {
-        match self.state.auth.principal(request.metadata())? {
+        match self.state.auth.claimed(request.metadata())? {
             Principal::User(user) => Ok(user),
             Principal::Member(_) => Err(ApiError::permission_denied(
                 "Only the group's owner can do that.",

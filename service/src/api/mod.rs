@@ -29,7 +29,7 @@ use crate::chat::{ChatHub, ChatSettings};
 use crate::domain::FieldViolation;
 use crate::error::ApiError;
 use crate::rate_limit::{AttemptGuard, TokenBuckets};
-use crate::store::{GroupWithOwner, Store, group_members, users};
+use crate::store::{GroupWithOwner, Store, group_bans, group_members, users};
 pub use client_addr::ClientAddr;
 
 /// What every handler shares.
@@ -106,6 +106,7 @@ pub(crate) fn group_to_proto(g: &GroupWithOwner) -> v1::Group {
         title: g.group.title.clone(),
         owner_name: g.owner_name.clone(),
         created_at: Some(timestamp(g.group.created_at)),
+        role: v1::MemberRole::Unspecified as i32,
     }
 }
 
@@ -116,5 +117,16 @@ pub(crate) fn member_to_proto(m: &group_members::Model) -> v1::Member {
         name: m.name.clone(),
         joined_at: Some(timestamp(m.created_at)),
         role: v1::MemberRole::Member as i32,
+        online: false,
+    }
+}
+
+pub(crate) fn ban_to_proto(b: &group_bans::Model) -> v1::Ban {
+    v1::Ban {
+        id: b.id.to_string(),
+        group_id: b.group_id.to_string(),
+        name: b.name.clone(),
+        account_banned: b.user_id.is_some(),
+        banned_at: Some(timestamp(b.created_at)),
     }
 }

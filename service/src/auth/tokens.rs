@@ -61,6 +61,10 @@ struct Claims {
     /// The group a member token opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     grp: Option<Uuid>,
+    /// A member token's version: valid while it is the member's `token_version` (tokens
+    /// issued before versions existed have none, which is version 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ver: Option<i64>,
     iat: i64,
     exp: i64,
 }
@@ -163,18 +167,20 @@ impl TokenIssuer {
         self.issue(TokenKind::Access, user_id, name, None, self.access_ttl)
     }
 
-    /// A token that opens `group_id` (and nothing else) for a member, and when it expires.
+    /// A token that opens `group_id` (and nothing else) for a member, valid while the
+    /// member's token version is `version`, and when it expires.
     pub fn issue_member(
         &self,
         member_id: Uuid,
         group_id: Uuid,
         name: &str,
+        version: i64,
     ) -> anyhow::Result<(String, DateTime<Utc>)> {
         self.issue(
             TokenKind::Member,
             member_id,
             name,
-            Some(group_id),
+            Some((group_id, version)),
             self.member_ttl,
         )
     }
@@ -184,7 +190,7 @@ impl TokenIssuer {
         typ: TokenKind,
         sub: Uuid,
         name: &str,
-        grp: Option<Uuid>,
+        member_of: Option<(Uuid, i64)>,
         ttl: Duration,
     ) -> anyhow::Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
@@ -194,7 +200,8 @@ impl TokenIssuer {
             sub,
             typ,
             name: name.to_owned(),
-            grp,
+            grp: member_of.map(|(group, _)| group),
+            ver: member_of.map(|(_, version)| version),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
         };
@@ -238,6 +245,7 @@ impl TokenIssuer {
                 member_id: claims.sub,
                 group_id,
                 name: claims.name,
+                version: claims.ver.unwrap_or(0),
             })),
             _ => Err(ApiError::unauthenticated("token is not valid")),
         }
@@ -275,6 +283,7 @@ mod tests {
             typ: TokenKind::Access,
             name: "Old".into(),
             grp: None,
+            ver: None,
             iat: now,
             exp: now + 600,
         };
@@ -299,13 +308,14 @@ mod tests {
             })
         );
         let (member, group) = (Uuid::new_v4(), Uuid::new_v4());
-        let (token, _) = issuer.issue_member(member, group, "Bob").unwrap();
+        let (token, _) = issuer.issue_member(member, group, "Bob", 3).unwrap();
         assert_eq!(
             issuer.verify(&token).unwrap(),
             Principal::Member(MemberPrincipal {
                 member_id: member,
                 group_id: group,
-                name: "Bob".into()
+                name: "Bob".into(),
+                version: 3,
             })
         );
     }

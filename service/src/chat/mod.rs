@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Principal;
+use crate::auth::members::MemberCheck;
 use crate::domain::{ClientMessageId, MessageBody};
 use crate::error::ApiError;
 use crate::log::{LogError, MessageLog};
@@ -98,6 +99,8 @@ pub struct ChatHub {
     open_streams: Arc<Mutex<HashMap<StreamOwner, usize>>>,
     /// Streams open on this node per room, for the operators' overview.
     room_streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+    /// Whether member tokens still stand (shared with the authenticator).
+    members: Arc<MemberCheck>,
 }
 
 fn relay_error(err: RelayError) -> ApiError {
@@ -118,8 +121,17 @@ impl ChatHub {
         log: Arc<dyn MessageLog>,
         settings: ChatSettings,
         metrics: Arc<Metrics>,
+        members: Arc<MemberCheck>,
     ) -> Self {
+        let shutdown = CancellationToken::new();
+        // Every node drops its cached answers about members as soon as a removal or
+        // revocation is broadcast, in any room.
+        let follower = members.clone();
+        let changes = relay.membership_changes();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { follower.follow(changes, stop).await });
         Self {
+            members,
             metrics,
             store,
             relay,
@@ -128,7 +140,7 @@ impl ChatHub {
             send_limits: TokenBuckets::new(settings.send_rate, settings.send_burst),
             typing_limits: TokenBuckets::new(1.0, 1),
             settings,
-            shutdown: CancellationToken::new(),
+            shutdown,
             open_streams: Arc::default(),
             room_streams: Arc::default(),
         }
@@ -165,7 +177,8 @@ impl ChatHub {
     }
 
     /// Who `principal` is in `group_id`'s room: its owner (access token) or one of its
-    /// members (member token of that group). `NOT_FOUND` for a missing group.
+    /// members (member token of that group, checked by the authenticator). `NOT_FOUND` for a
+    /// missing group.
     pub async fn authorize(
         &self,
         principal: &Principal,
@@ -343,6 +356,40 @@ impl ChatHub {
             page.truncate(limit as usize);
         }
         Ok((page, more))
+    }
+
+    /// Who is online in the room now, on any node.
+    pub async fn online(&self, group_id: Uuid) -> Result<Vec<Participant>, ApiError> {
+        self.presence.online(group_id).await.map_err(relay_error)
+    }
+
+    /// `who` is no longer a member (`left`, or removed by the owner): this node forgets
+    /// them at once, and the event ends their streams and tells the room, on every node.
+    pub async fn member_removed(
+        &self,
+        group_id: Uuid,
+        who: Participant,
+        left: bool,
+    ) -> Result<(), ApiError> {
+        self.members.forget(crate::room::MembershipChange::Removed {
+            group_id,
+            member_id: who.id,
+        });
+        self.relay
+            .broadcast(group_id, RoomEvent::MemberRemoved { who, left })
+            .await
+            .map_err(relay_error)
+    }
+
+    /// Every member token of the group was revoked: as [`ChatHub::member_removed`], for
+    /// every member at once (the owner's streams stay open).
+    pub async fn members_revoked(&self, group_id: Uuid) -> Result<(), ApiError> {
+        self.members
+            .forget(crate::room::MembershipChange::Revoked { group_id });
+        self.relay
+            .broadcast(group_id, RoomEvent::MembersRevoked)
+            .await
+            .map_err(relay_error)
     }
 
     /// The group is gone: end its streams with `NOT_FOUND`.

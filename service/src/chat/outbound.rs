@@ -34,6 +34,10 @@ pub enum Outgoing {
     Typing(Participant),
     MemberJoined(Participant),
     MemberLeft(Participant),
+    MemberRemoved {
+        who: Participant,
+        left: bool,
+    },
     SendRejected {
         client_message_id: String,
         error: ApiError,
@@ -59,6 +63,12 @@ pub enum StreamEnd {
     Missed,
     /// The group was deleted.
     GroupDeleted,
+    /// The owner removed this member from the group.
+    Removed,
+    /// This member left the group (from another stream or device).
+    LeftGroup,
+    /// The group's member tokens were revoked: join again with the new passcode.
+    Revoked,
 }
 
 /// Why a push failed: the stream is over either way.

@@ -5,8 +5,9 @@
 //!
 //! - Server to client, one [`Pump`] task per stream: `joined`, the backlog, then the room's
 //!   live events in offset order (gaps filled from the relay or the store, never skipped),
-//!   until the client leaves, the group is deleted, the client reads too slowly or the
-//!   server shuts down ([`StreamEnd`] says which).
+//!   until the client leaves, the group is deleted, the member is removed (or leaves, or
+//!   the group's member tokens are revoked), the client reads too slowly or the server
+//!   shuts down ([`StreamEnd`] says which).
 //! - Client to server, on `Chat` only, one [`run_commands`] task: sends (answered in the
 //!   room's order, see [`PendingSends`]) and typing. It is a task of its own rather than a
 //!   branch of the pump's `select!` because a send waits for durability (up to the append
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 use super::outbound::{self, EventStream, Gone, Outbound, Outgoing, StreamEnd};
 use super::{ChatHub, relay_error};
+use crate::auth::MemberPrincipal;
 use crate::error::ApiError;
 use crate::relay::Subscription;
 use crate::room::{ChatMessage, Participant, Position, RoomEvent};
@@ -176,6 +178,7 @@ impl ChatHub {
     pub async fn open_chat(
         self: &Arc<Self>,
         who: Participant,
+        member: Option<MemberPrincipal>,
         client: &str,
         group_id: Uuid,
         since: Option<Position>,
@@ -185,6 +188,7 @@ impl ChatHub {
         let pending = PendingSends::default();
         self.open(
             who.clone(),
+            member,
             client,
             group_id,
             since,
@@ -208,22 +212,27 @@ impl ChatHub {
     pub async fn open_subscription(
         self: &Arc<Self>,
         who: Participant,
+        member: Option<MemberPrincipal>,
         client: &str,
         group_id: Uuid,
         since: Option<Position>,
     ) -> Result<EventStream, ApiError> {
         let (out, events) = outbound::channel(self.settings.outbound_capacity);
-        self.open(who, client, group_id, since, out, None).await?;
+        self.open(who, member, client, group_id, since, out, None)
+            .await?;
         Ok(events)
     }
 
     /// Opens `who`'s stream of the room: sends `joined`, the recovery backlog after `since`,
     /// then live events until the client leaves, the group is deleted, the client reads too
     /// slowly, or the server shuts down. Returns once the stream is set up; a task pumps it.
-    /// `client` is the caller's address as per-client limits count it.
+    /// `client` is the caller's address as per-client limits count it; `member` is the
+    /// member token the stream was opened with (`None` for the owner).
+    #[allow(clippy::too_many_arguments)]
     async fn open(
         self: &Arc<Self>,
         who: Participant,
+        member: Option<MemberPrincipal>,
         client: &str,
         group_id: Uuid,
         since: Option<Position>,
@@ -232,6 +241,12 @@ impl ChatHub {
     ) -> Result<(), ApiError> {
         let slot = self.take_stream_slot(who.id, client)?;
         let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
+        // Checked again now that the stream hears the room, from the store: a removal or
+        // revocation committed before this read is seen here, and one after it arrives as
+        // an event, so no stream outlives its member.
+        if let Some(member) = &member {
+            self.members.check_fresh(member).await?;
+        }
         // After the backlog the client has everything up to the subscription's head; live
         // events continue from there.
         let last = subscription.head;
@@ -282,6 +297,7 @@ impl ChatHub {
             let pump = Pump {
                 hub: hub.clone(),
                 group_id,
+                is_member: member.is_some(),
                 who: who.clone(),
                 out,
                 pending,
@@ -441,6 +457,9 @@ pub async fn run_commands(
 struct Pump {
     hub: Arc<ChatHub>,
     group_id: Uuid,
+    /// Opened with a member token (not the owner's access token): ends when the group's
+    /// member tokens are revoked.
+    is_member: bool,
     who: Participant,
     out: Outbound,
     pending: Option<PendingSends>,
@@ -497,6 +516,22 @@ impl Pump {
                     self.out.end(StreamEnd::GroupDeleted);
                     return;
                 }
+                Some(Ok(RoomEvent::MemberRemoved { who, left })) if who.id == self.who.id => {
+                    self.out.end(if left {
+                        StreamEnd::LeftGroup
+                    } else {
+                        StreamEnd::Removed
+                    });
+                    return;
+                }
+                Some(Ok(RoomEvent::MemberRemoved { who, left })) => {
+                    self.out.push(Outgoing::MemberRemoved { who, left })
+                }
+                Some(Ok(RoomEvent::MembersRevoked)) if self.is_member => {
+                    self.out.end(StreamEnd::Revoked);
+                    return;
+                }
+                Some(Ok(RoomEvent::MembersRevoked)) => Ok(()),
                 Some(Ok(RoomEvent::Message(message))) => {
                     self.deliver(message, &subscription.epoch).await
                 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::{Published, Replay, RoomRelay, Subscription};
-use crate::room::{MessageDraft, Participant, RoomEvent};
+use crate::room::{MembershipChange, MessageDraft, Participant, RoomEvent};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -316,6 +316,52 @@ pub async fn closing_a_room_tells_its_subscribers<R: RoomRelay, F: Future<Output
     assert_eq!(next_event(&mut sub).await, RoomEvent::Closed);
 }
 
+pub async fn membership_changes_reach_listeners_without_subscribers_of_the_room<
+    R: RoomRelay,
+    F: Future<Output = R>,
+>(
+    make: impl Fn(usize) -> F,
+) {
+    let relay = make(100).await;
+    let mut changes = relay.membership_changes();
+    let (group, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut sub = relay.subscribe(group).await.unwrap();
+    let who = Participant {
+        id: Uuid::new_v4(),
+        name: "Mallory".into(),
+    };
+    let removed = RoomEvent::MemberRemoved {
+        who: who.clone(),
+        left: false,
+    };
+    relay.broadcast(group, removed.clone()).await.unwrap();
+    // Nobody reads `other`: its change still reaches the listener.
+    relay
+        .broadcast(other, RoomEvent::MembersRevoked)
+        .await
+        .unwrap();
+    // Other events are not membership changes.
+    relay
+        .broadcast(other, RoomEvent::Typing(who.clone()))
+        .await
+        .unwrap();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, changes.recv())
+            .await
+            .expect("a change within 5 s")
+            .expect("listening")
+    };
+    assert_eq!(
+        next().await,
+        MembershipChange::Removed {
+            group_id: group,
+            member_id: who.id
+        }
+    );
+    assert_eq!(next().await, MembershipChange::Revoked { group_id: other });
+    assert_eq!(next_event(&mut sub).await, removed, "the room hears it too");
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]` for the relay that
 /// `$make(window)` builds, on a multi-threaded runtime so that the concurrency checks
 /// really run in parallel.
@@ -332,6 +378,7 @@ macro_rules! relay_conformance_suite {
             ephemeral_events_reach_subscribers_but_are_not_replayed,
             rooms_are_isolated,
             closing_a_room_tells_its_subscribers,
+            membership_changes_reach_listeners_without_subscribers_of_the_room,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

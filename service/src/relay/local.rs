@@ -13,7 +13,31 @@ use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use super::{Lagged, Replay};
-use crate::room::{ChatMessage, Participant, RoomEvent};
+use crate::room::{ChatMessage, MembershipChange, Participant, RoomEvent};
+
+/// Membership changes this node heard, from any room (see
+/// `RoomRelay::membership_changes`); a backend hands every event it delivers to
+/// [`MembershipFeed::note`].
+pub struct MembershipFeed(broadcast::Sender<MembershipChange>);
+
+impl Default for MembershipFeed {
+    fn default() -> Self {
+        // Removals are rare; a listener that still lags drops its whole cache.
+        Self(broadcast::channel(1024).0)
+    }
+}
+
+impl MembershipFeed {
+    pub fn note(&self, group_id: Uuid, event: &RoomEvent) {
+        if let Some(change) = MembershipChange::of(group_id, event) {
+            let _ = self.0.send(change);
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<MembershipChange> {
+        self.0.subscribe()
+    }
+}
 
 /// A local subscriber's view of a room's broadcast feed: a receiver that fell more than the
 /// feed's capacity behind gets [`Lagged`] and the stream goes on from the oldest kept event

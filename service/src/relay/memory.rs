@@ -38,6 +38,7 @@ pub struct InProcessRelay {
     feed_capacity: usize,
     idle: Duration,
     rooms: Mutex<Rooms>,
+    membership: local::MembershipFeed,
 }
 
 struct Rooms {
@@ -77,6 +78,7 @@ impl InProcessRelay {
                 by_id: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            membership: local::MembershipFeed::default(),
         }
     }
 
@@ -177,10 +179,15 @@ impl RoomRelay for InProcessRelay {
     }
 
     async fn broadcast(&self, group_id: Uuid, event: RoomEvent) -> Result<(), RelayError> {
+        self.membership.note(group_id, &event);
         let room = self.room(group_id).await?;
         let _state = room.state();
         let _ = room.feed.send(event);
         Ok(())
+    }
+
+    fn membership_changes(&self) -> broadcast::Receiver<crate::room::MembershipChange> {
+        self.membership.subscribe()
     }
 
     async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError> {

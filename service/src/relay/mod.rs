@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use uuid::Uuid;
 
-use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
+use crate::room::{ChatMessage, MembershipChange, MessageDraft, Participant, RoomEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -96,9 +96,14 @@ pub trait RoomRelay: Send + Sync + 'static {
     /// same sender already used the same non-empty `client_message_id` in this room.
     async fn publish(&self, draft: MessageDraft) -> Result<Published, RelayError>;
 
-    /// Delivers an ephemeral event (typing, presence, closing) to the room's subscribers;
-    /// it is not kept in the replay window.
+    /// Delivers an ephemeral event (typing, presence, removals, closing) to the room's
+    /// subscribers on every node; it is not kept in the replay window. A membership event
+    /// ([`RoomEvent::MemberRemoved`], [`RoomEvent::MembersRevoked`]) also reaches every
+    /// node's [`RoomRelay::membership_changes`], subscribers of the room or not.
     async fn broadcast(&self, group_id: Uuid, event: RoomEvent) -> Result<(), RelayError>;
+
+    /// Every membership change broadcast in any room, on any node, from now on.
+    fn membership_changes(&self) -> tokio::sync::broadcast::Receiver<MembershipChange>;
 
     /// Opens a live feed of the room.
     async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError>;

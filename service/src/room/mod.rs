@@ -100,12 +100,46 @@ pub enum RoomEvent {
     Typing(Participant),
     MemberJoined(Participant),
     MemberLeft(Participant),
+    /// Someone is no longer a member: they left (`left`) or the owner removed them. Their
+    /// streams end; everyone else is told.
+    MemberRemoved {
+        who: Participant,
+        left: bool,
+    },
+    /// Every member token of the group was revoked: members' streams end (the owner's
+    /// stay open).
+    MembersRevoked,
     /// The group was deleted: every stream of the room ends.
     Closed,
     /// The relay lost the room's state and started a new epoch: offsets before and after
     /// are not comparable, so every stream ends and clients rejoin (and learn that
     /// recovery is impossible) instead of silently missing messages.
     Reset,
+}
+
+/// A change to who may use a group, which every node hears whether or not it has streams
+/// of the room (see `RoomRelay::membership_changes`): nodes drop what they cached about
+/// those members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// The member left or was removed.
+    Removed { group_id: Uuid, member_id: Uuid },
+    /// Every member token of the group was revoked.
+    Revoked { group_id: Uuid },
+}
+
+impl MembershipChange {
+    /// The change `event` makes in `group_id`, if it is one.
+    pub fn of(group_id: Uuid, event: &RoomEvent) -> Option<Self> {
+        match event {
+            RoomEvent::MemberRemoved { who, .. } => Some(Self::Removed {
+                group_id,
+                member_id: who.id,
+            }),
+            RoomEvent::MembersRevoked => Some(Self::Revoked { group_id }),
+            _ => None,
+        }
+    }
 }
 
 /// Where a client is in a room's sequence: offsets are only comparable within one epoch.

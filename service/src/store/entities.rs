@@ -83,6 +83,10 @@ pub mod group_members {
         /// The name folded for comparison (see `MemberName::key`), unique per group.
         pub name_key: Option<String>,
         pub created_at: DateTimeUtc,
+        /// The account the member joined signed in with, unique per group.
+        pub user_id: Option<Uuid>,
+        /// Member tokens carry it; one with another version is refused (revocation bumps it).
+        pub token_version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -132,6 +136,32 @@ pub mod dead_letters {
         /// The message as JSON, escaped so that it can be stored whatever it holds.
         pub payload: String,
         pub reason: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod group_bans {
+    use sea_orm::entity::prelude::*;
+    use uuid::Uuid;
+
+    /// A name (and possibly an account) that may not join a group again.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "group_bans")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub group_id: Uuid,
+        /// The banned member's display name.
+        pub name: String,
+        /// The name folded for comparison (`MemberName::key`), unique per group.
+        pub name_key: String,
+        /// The banned member's account, if they joined signed in.
+        pub user_id: Option<Uuid>,
         pub created_at: DateTimeUtc,
     }
 

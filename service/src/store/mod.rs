@@ -6,20 +6,23 @@
 //! applied by [`Store::connect`].
 
 pub mod entities;
+mod members;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use quickchat_migrations::{Migrator, MigratorTrait};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
-    Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-pub use entities::{chat_groups, dead_letters, group_members, messages, refresh_tokens, users};
+pub use entities::{
+    chat_groups, dead_letters, group_bans, group_members, messages, refresh_tokens, users,
+};
+pub use members::{AddMemberError, NewMember, RemovedMember};
 
-use crate::domain::MemberName;
 use crate::room::ChatMessage;
 
 /// The current time as stored: truncated to microseconds, the precision of PostgreSQL's
@@ -43,19 +46,6 @@ fn classify(err: DbErr) -> StoreError {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ => StoreError::Db(err),
     }
-}
-
-/// Why [`Store::add_member`] did not add a member.
-#[derive(Debug, thiserror::Error)]
-pub enum AddMemberError {
-    #[error("the name is taken in this group")]
-    NameTaken,
-    #[error("the group is full")]
-    Full,
-    #[error("the group does not exist")]
-    GroupGone,
-    #[error(transparent)]
-    Db(#[from] DbErr),
 }
 
 /// A new account to create.
@@ -306,16 +296,24 @@ impl Store {
         Ok(Some(GroupWithOwner { group, owner_name }))
     }
 
-    /// The owner's groups, newest first, starting after `after`. Returns at most `limit`
-    /// groups and whether more exist.
+    /// The groups `user_id` owns or joined as a member (signed in), newest first, starting
+    /// after `after`. Returns at most `limit` groups and whether more exist.
     pub async fn list_groups(
         &self,
-        owner_id: Uuid,
+        user_id: Uuid,
         after: Option<GroupCursor>,
         limit: u64,
     ) -> Result<(Vec<chat_groups::Model>, bool), DbErr> {
-        let mut query =
-            chat_groups::Entity::find().filter(chat_groups::Column::OwnerId.eq(owner_id));
+        let joined = sea_orm::sea_query::Query::select()
+            .column(group_members::Column::GroupId)
+            .from(group_members::Entity)
+            .and_where(group_members::Column::UserId.eq(user_id))
+            .to_owned();
+        let mut query = chat_groups::Entity::find().filter(
+            Condition::any()
+                .add(chat_groups::Column::OwnerId.eq(user_id))
+                .add(chat_groups::Column::Id.in_subquery(joined)),
+        );
         if let Some(cursor) = after {
             query = query.filter(
                 Condition::any()
@@ -338,15 +336,21 @@ impl Store {
         Ok((groups, more))
     }
 
+    /// Changes a group's title and/or passcode hash; with `revoke_members`, in the same
+    /// transaction, every member token issued so far stops matching its member's
+    /// `token_version`. Returns the group and how many members were revoked.
     pub async fn update_group(
         &self,
         group: chat_groups::Model,
         title: Option<&str>,
         passcode_hash: Option<String>,
-    ) -> Result<chat_groups::Model, DbErr> {
-        if title.is_none() && passcode_hash.is_none() {
-            return Ok(group);
+        revoke_members: bool,
+    ) -> Result<(chat_groups::Model, u64), DbErr> {
+        if title.is_none() && passcode_hash.is_none() && !revoke_members {
+            return Ok((group, 0));
         }
+        let group_id = group.id;
+        let txn = self.db.begin().await?;
         let mut active: chat_groups::ActiveModel = group.into();
         if let Some(title) = title {
             active.title = Set(title.to_owned());
@@ -354,7 +358,40 @@ impl Store {
         if let Some(hash) = passcode_hash {
             active.passcode_hash = Set(hash);
         }
-        active.update(&self.db).await
+        let group = active.update(&txn).await?;
+        let revoked = if revoke_members {
+            group_members::Entity::update_many()
+                .col_expr(
+                    group_members::Column::TokenVersion,
+                    Expr::col(group_members::Column::TokenVersion).add(1),
+                )
+                .filter(group_members::Column::GroupId.eq(group_id))
+                .exec(&txn)
+                .await?
+                .rows_affected
+        } else {
+            0
+        };
+        txn.commit().await?;
+        Ok((group, revoked))
+    }
+
+    /// The display names of these users, by id (for groups listed with their owners).
+    pub async fn user_names(
+        &self,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<std::collections::HashMap<Uuid, String>, DbErr> {
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        Ok(users::Entity::find()
+            .filter(users::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.name))
+            .collect())
     }
 
     /// Deletes a group with its members and messages (explicitly, in one transaction, so the
@@ -369,6 +406,10 @@ impl Store {
             .filter(group_members::Column::GroupId.eq(id))
             .exec(&txn)
             .await?;
+        group_bans::Entity::delete_many()
+            .filter(group_bans::Column::GroupId.eq(id))
+            .exec(&txn)
+            .await?;
         let deleted = chat_groups::Entity::delete_by_id(id)
             .exec(&txn)
             .await?
@@ -376,70 +417,6 @@ impl Store {
             == 1;
         txn.commit().await?;
         Ok(deleted)
-    }
-
-    // ----- members -----
-
-    /// Adds a member called `name` to `group_id`, unless its name is taken (another member
-    /// has a name with the same key, `MemberName::key`) or the group already has
-    /// `max_members`. The insert and the count are one transaction that holds the write
-    /// lock from its first statement (PostgreSQL: the group's row; SQLite: the insert takes
-    /// the database's one write lock, so the upgrade from a read can never fail), so
-    /// concurrent joins can neither share a name nor overfill the group.
-    pub async fn add_member(
-        &self,
-        group_id: Uuid,
-        name: &MemberName,
-        max_members: u64,
-    ) -> Result<group_members::Model, AddMemberError> {
-        let txn = self.db.begin().await?;
-        if self.backend == "postgres"
-            && chat_groups::Entity::find_by_id(group_id)
-                .lock_exclusive()
-                .one(&txn)
-                .await?
-                .is_none()
-        {
-            return Err(AddMemberError::GroupGone);
-        }
-        let member = group_members::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            group_id: Set(group_id),
-            name: Set(name.as_str().to_owned()),
-            name_key: Set(Some(name.key())),
-            created_at: Set(now()),
-        }
-        .insert(&txn)
-        .await
-        .map_err(|err| match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => AddMemberError::NameTaken,
-            Some(SqlErr::ForeignKeyConstraintViolation(_)) => AddMemberError::GroupGone,
-            _ => AddMemberError::Db(err),
-        })?;
-        let members = group_members::Entity::find()
-            .filter(group_members::Column::GroupId.eq(group_id))
-            .count(&txn)
-            .await?;
-        if members > max_members {
-            // Dropping the transaction rolls the insert back.
-            return Err(AddMemberError::Full);
-        }
-        txn.commit().await?;
-        Ok(member)
-    }
-
-    pub async fn member(&self, id: Uuid) -> Result<Option<group_members::Model>, DbErr> {
-        group_members::Entity::find_by_id(id).one(&self.db).await
-    }
-
-    /// Members in the order they joined.
-    pub async fn list_members(&self, group_id: Uuid) -> Result<Vec<group_members::Model>, DbErr> {
-        group_members::Entity::find()
-            .filter(group_members::Column::GroupId.eq(group_id))
-            .order_by_asc(group_members::Column::CreatedAt)
-            .order_by_asc(group_members::Column::Id)
-            .all(&self.db)
-            .await
     }
 
     /// Whether the database answers (a round trip).

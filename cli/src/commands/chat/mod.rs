@@ -70,6 +70,11 @@ enum ChatEvent {
     Typing(Person),
     MemberJoined(Person),
     MemberLeft(Person),
+    /// Someone left the group or the owner removed them.
+    MemberRemoved {
+        member: Person,
+        left: bool,
+    },
     Rejected {
         body: String,
         code: i32,
@@ -340,6 +345,22 @@ impl Room {
                     let text = format!("{} went offline", member.name);
                     self.notice(ChatEvent::MemberLeft(member.into()), text);
                 }
+            }
+            E::MemberRemoved(removed) => {
+                let Some(member) = removed.member else { return };
+                self.online.remove(&member.id);
+                let text = if removed.left {
+                    format!("{} left the group", member.name)
+                } else {
+                    format!("{} was removed from the group", member.name)
+                };
+                self.notice(
+                    ChatEvent::MemberRemoved {
+                        member: member.into(),
+                        left: removed.left,
+                    },
+                    text,
+                );
             }
             E::Joined(_) => {}
         }

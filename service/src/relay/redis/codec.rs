@@ -10,6 +10,8 @@ pub(super) enum WireEvent {
     Typing { id: Uuid, name: String },
     MemberJoined { id: Uuid, name: String },
     MemberLeft { id: Uuid, name: String },
+    MemberRemoved { id: Uuid, name: String, left: bool },
+    MembersRevoked,
     Closed,
     Reset,
 }
@@ -30,6 +32,15 @@ impl WireEvent {
                 let (id, name) = p(who);
                 WireEvent::MemberLeft { id, name }
             }
+            RoomEvent::MemberRemoved { who, left } => {
+                let (id, name) = p(who);
+                WireEvent::MemberRemoved {
+                    id,
+                    name,
+                    left: *left,
+                }
+            }
+            RoomEvent::MembersRevoked => WireEvent::MembersRevoked,
             RoomEvent::Closed => WireEvent::Closed,
             RoomEvent::Reset => WireEvent::Reset,
             RoomEvent::Message(_) => return None,
@@ -43,6 +54,11 @@ impl WireEvent {
                 RoomEvent::MemberJoined(Participant { id, name })
             }
             WireEvent::MemberLeft { id, name } => RoomEvent::MemberLeft(Participant { id, name }),
+            WireEvent::MemberRemoved { id, name, left } => RoomEvent::MemberRemoved {
+                who: Participant { id, name },
+                left,
+            },
+            WireEvent::MembersRevoked => RoomEvent::MembersRevoked,
             WireEvent::Closed => RoomEvent::Closed,
             WireEvent::Reset => RoomEvent::Reset,
         }

@@ -90,6 +90,8 @@ impl Inner {
                 return;
             }
         };
+        // Every node hears membership changes, whether or not it reads the room.
+        self.membership.note(group_id, &event);
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
         if let Some(room) = rooms.get(&group_id) {
             let _ = room.feed.send(event.clone());

@@ -179,6 +179,8 @@ struct Inner {
     /// the conformance suite ran multi-threaded). Striped so that one slow write holds up
     /// only its stripe, and the heartbeat still refreshes many entries at once.
     presence_writes: Vec<tokio::sync::Mutex<()>>,
+    /// Membership changes heard on the Pub/Sub pattern, from every room.
+    membership: local::MembershipFeed,
 }
 
 /// A room read by this node.
@@ -333,6 +335,7 @@ impl RedisRelay {
             presence_writes: (0..PRESENCE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            membership: local::MembershipFeed::default(),
         });
         // Subscribed before `connect` returns, so that no event published after a
         // subscription opens can be missed.
@@ -466,6 +469,12 @@ impl RoomRelay for RedisRelay {
             .publish::<(), _, _>(self.inner.keys.events(group_id), payload)
             .await
             .map_err(unavailable)
+    }
+
+    fn membership_changes(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::room::MembershipChange> {
+        self.inner.membership.subscribe()
     }
 
     async fn subscribe(&self, group_id: Uuid) -> Result<Subscription, RelayError> {
