@@ -48,6 +48,17 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
+    /// Print only these fields of each record, as JSON (implies --json), e.g.
+    /// `--fields id,title`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FIELD,…",
+        value_delimiter = ','
+    )]
+    pub fields: Vec<String>,
+
     /// Directory for the token store (default: the user's config directory, e.g.
     /// ~/.config/quickchat).
     #[arg(

@@ -26,7 +26,7 @@ use output::Output;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let output = Output::new(cli.json);
+    let output = Output::new(cli.json).with_fields(cli.fields.clone());
     if let Command::Completions { shell } = cli.command {
         return commands::completions(shell);
     }
@@ -109,7 +109,7 @@ pub fn main() {
             std::process::exit(1);
         }
     };
-    let json = cli.json;
+    let json = cli.json || !cli.fields.is_empty();
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => 0,
         Err(err) => {

@@ -13,11 +13,26 @@ use crate::client::to_datetime;
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     json: bool,
+    /// `--fields`: the keys each JSON record keeps (all when empty). Set once per process,
+    /// so kept for its life (`Output` is `Copy`).
+    fields: &'static [String],
 }
 
 impl Output {
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self { json, fields: &[] }
+    }
+
+    /// Keeps only `fields` of each record, as JSON; no fields changes nothing.
+    pub fn with_fields(mut self, fields: Vec<String>) -> Self {
+        let fields: Vec<String> = fields
+            .into_iter()
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty())
+            .collect();
+        self.fields = Box::leak(fields.into_boxed_slice());
+        self.json |= !self.fields.is_empty();
+        self
     }
 
     pub fn is_json(&self) -> bool {
@@ -26,7 +41,9 @@ impl Output {
 
     /// Prints `value` as one JSON line, or `human()` as text.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
-        if self.json {
+        if self.json && !self.fields.is_empty() {
+            println!("{}", self.selected(value));
+        } else if self.json {
             println!("{}", json_line(value));
         } else {
             let text = human();
@@ -34,6 +51,33 @@ impl Output {
                 println!("{text}");
             }
         }
+    }
+
+    /// `value` with only the `--fields` keys. A field the record does not
+    /// have is a usage error (exit 1) naming the ones it has.
+    fn selected<T: Serialize>(&self, value: &T) -> String {
+        let record = match serde_json::to_value(value) {
+            Ok(serde_json::Value::Object(record)) => record,
+            _ => return json_line(value),
+        };
+        let mut picked = serde_json::Map::new();
+        for field in self.fields {
+            match record.get(field) {
+                Some(v) => {
+                    picked.insert(field.clone(), v.clone());
+                }
+                None => {
+                    let known: Vec<&str> = record.keys().map(String::as_str).collect();
+                    let err = crate::error::CliError::usage(format!(
+                        "unknown field {field:?} for --fields; these records have: {}",
+                        known.join(", ")
+                    ));
+                    eprintln!("{}", err.json());
+                    std::process::exit(err.exit_code());
+                }
+            }
+        }
+        serde_json::Value::Object(picked).to_string()
     }
 
     /// A remark for a person (progress, hints): stderr, never in the JSON stream.

@@ -189,3 +189,37 @@ fn only_the_owner_manages_a_group() {
     mallory.fails(&["group", "members", &id], 2);
     assert!(mallory.json(&["group", "list"]).is_empty());
 }
+
+#[test]
+fn fields_picks_what_each_record_shows_and_names_the_ones_it_has() {
+    let server = TestServer::start();
+    let alice = User::new(&server);
+    alice.register("alice@example.com", "Alice");
+    let (first, _) = alice.create_group("Book club", "s3cret");
+    let (second, _) = alice.create_group("Chess night", "s3cret");
+
+    // --fields implies --json: each line is an object with exactly those keys.
+    let out = alice.ok(&["group", "list", "--fields", "id,title"]);
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            serde_json::json!({"id": second, "title": "Chess night"}),
+            serde_json::json!({"id": first, "title": "Book club"}),
+        ]
+    );
+
+    // A field the records do not have is a usage error that lists the ones they have.
+    let err = alice.fails(&["group", "list", "--fields", "id,colour"], 1);
+    let err: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON error");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"colour\"")
+            && message.contains("title")
+            && message.contains("share_link"),
+        "{message}"
+    );
+}
