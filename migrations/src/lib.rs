@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261126_000002_abuse_limits;
 mod m20261127_000003_member_identity;
+mod m20261127_000004_node_reports;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` brings a database up to date.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261126_000002_abuse_limits::Migration),
             Box::new(m20261127_000003_member_identity::Migration),
+            Box::new(m20261127_000004_node_reports::Migration),
         ]
     }
 }

@@ -374,6 +374,8 @@ impl Application {
             .build_v1()?;
 
         let state = self.state.clone();
+        let admin = AdminApi::new(state.clone(), &self.admin_emails, self.description.clone());
+        admin.spawn_reporter();
         let hub = state.chat.clone();
         let shutdown = async move {
             shutdown.await;
@@ -409,12 +411,7 @@ impl Application {
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(
-                AdminServiceServer::new(AdminApi::new(
-                    state.clone(),
-                    &self.admin_emails,
-                    self.description.clone(),
-                ))
-                .max_decoding_message_size(MAX_REQUEST_BYTES),
+                AdminServiceServer::new(admin).max_decoding_message_size(MAX_REQUEST_BYTES),
             );
         let incoming = TcpIncoming::from(self.listener)
             // Small frames (acks, chat messages) must not wait for Nagle's algorithm.

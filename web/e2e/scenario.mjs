@@ -155,6 +155,8 @@ try {
   await adminPage.goto(`${base}/admin`);
   const row = adminPage.getByRole("table", { name: "Rooms" }).getByRole("row").filter({ hasText: "Book club" });
   await row.getByRole("cell", { name: "2", exact: true }).waitFor();
+  // And the nodes (here just this one), with its streams.
+  await adminPage.getByRole("table", { name: "Nodes" }).getByText("(this one)").waitFor();
   await shot(adminPage, "admin");
   await adminPage.close();
 

@@ -55,7 +55,11 @@ async fn operators_see_the_rooms_with_open_streams_and_nobody_else_does() {
         .unwrap()
         .into_inner();
     assert!(overview.rooms.is_empty(), "{:?}", overview.rooms);
-    assert!(overview.node.unwrap().description.contains("listening on"));
+    let node = overview.node.unwrap();
+    assert!(node.description.contains("listening on"));
+    // Alone, the node is the whole list.
+    assert_eq!(overview.nodes.len(), 1, "{:?}", overview.nodes);
+    assert_eq!(overview.nodes[0].node_id, node.node_id);
 
     // Two streams of Ann's open (two tabs): the room shows them and her online.
     let mut streams = Vec::new();

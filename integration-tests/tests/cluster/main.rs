@@ -7,6 +7,7 @@
 //! its own database, Redis key prefix, Kafka topic and consumer group, so tests run in
 //! parallel.
 
+mod admin;
 mod faults;
 mod killed;
 mod members;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use quickchat_proto::v1;
 use uuid::Uuid;
 
-pub use admin_service::AdminApi;
+pub use admin_service::{AdminApi, REPORT_EVERY, REPORT_STALE};
 pub use auth_service::AuthApi;
 pub use chat_service::ChatApi;
 pub use group_service::GroupApi;

@@ -176,6 +176,11 @@ impl ChatHub {
         self.shutdown.cancel();
     }
 
+    /// Completes once the hub is shut down.
+    pub async fn stopped(&self) {
+        self.shutdown.cancelled().await
+    }
+
     /// Who `principal` is in `group_id`'s room: its owner (access token) or one of its
     /// members (member token of that group, checked by the authenticator). `NOT_FOUND` for a
     /// missing group.

@@ -170,3 +170,23 @@ pub mod group_bans {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod node_reports {
+    use sea_orm::entity::prelude::*;
+
+    /// A server node's latest report of itself (see `api::admin_service`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "node_reports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub node_id: String,
+        /// The report, as JSON.
+        pub report: String,
+        pub reported_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

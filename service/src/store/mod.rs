@@ -19,7 +19,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 pub use entities::{
-    chat_groups, dead_letters, group_bans, group_members, messages, refresh_tokens, users,
+    chat_groups, dead_letters, group_bans, group_members, messages, node_reports, refresh_tokens,
+    users,
 };
 pub use members::{AddMemberError, NewMember, RemovedMember};
 
@@ -417,6 +418,42 @@ impl Store {
             == 1;
         txn.commit().await?;
         Ok(deleted)
+    }
+
+    /// Replaces `node_id`'s report of itself (see `api::admin_service`).
+    pub async fn report_node(&self, node_id: &str, report: String) -> Result<(), DbErr> {
+        node_reports::Entity::insert(node_reports::ActiveModel {
+            node_id: Set(node_id.to_owned()),
+            report: Set(report),
+            reported_at: Set(now()),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(node_reports::Column::NodeId)
+                .update_columns([
+                    node_reports::Column::Report,
+                    node_reports::Column::ReportedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The reports written since `since`, oldest node first; older ones are deleted (their
+    /// nodes stopped reporting).
+    pub async fn node_reports(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<node_reports::Model>, DbErr> {
+        node_reports::Entity::delete_many()
+            .filter(node_reports::Column::ReportedAt.lt(since))
+            .exec(&self.db)
+            .await?;
+        node_reports::Entity::find()
+            .order_by_asc(node_reports::Column::NodeId)
+            .all(&self.db)
+            .await
     }
 
     /// Whether the database answers (a round trip).

@@ -19,7 +19,7 @@ interface Reading {
 
 const perSecond = (now: bigint, before: bigint, ms: number) => (ms > 0 ? (Number(now - before) * 1000) / ms : 0);
 
-/** The operators' view of this node: rooms with their streams, message rates. */
+/** The operators' view: this node's rooms with their streams and message rates, and every node of the cluster. */
 export function Admin() {
   const session = useSession();
   const [overview, setOverview] = useState<GetOverviewResponse | null>(null);
@@ -83,6 +83,42 @@ export function Admin() {
             Up since {node.startedAt ? new Date(timestampMs(node.startedAt)).toLocaleString() : "?"} · version {node.version}
           </p>
         </Card>
+      )}
+      {overview && overview.nodes.length > 0 && (
+        <>
+          <h2 className="mb-2 text-lg font-semibold">Nodes</h2>
+          <div className="mb-6 overflow-x-auto">
+            <table className="w-full text-left text-sm" aria-label="Nodes">
+              <thead>
+                <tr className="border-b border-slate-200">
+                  <th className="py-2 pr-4">Node</th>
+                  <th className="py-2 pr-4">Open streams</th>
+                  <th className="py-2 pr-4">Rooms</th>
+                  <th className="py-2 pr-4">Sent</th>
+                  <th className="py-2 pr-4">Delivered</th>
+                  <th className="py-2 pr-4">Persisted</th>
+                  <th className="py-2">Reported</th>
+                </tr>
+              </thead>
+              <tbody>
+                {overview.nodes.map((n) => (
+                  <tr key={n.nodeId} className="border-b border-slate-100">
+                    <td className="py-2 pr-4 font-mono text-xs" title={n.description}>
+                      {n.nodeId.slice(0, 8)}
+                      {n.nodeId === node?.nodeId ? " (this one)" : ""}
+                    </td>
+                    <td className="py-2 pr-4">{String(n.openStreams)}</td>
+                    <td className="py-2 pr-4">{String(n.rooms)}</td>
+                    <td className="py-2 pr-4">{String(n.messagesSent)}</td>
+                    <td className="py-2 pr-4">{String(n.messagesDelivered)}</td>
+                    <td className="py-2 pr-4">{String(n.messagesPersisted)}</td>
+                    <td className="py-2">{n.reportedAt ? new Date(timestampMs(n.reportedAt)).toLocaleTimeString() : "?"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
       )}
       {overview && (
         <>
