@@ -49,6 +49,22 @@ answers() {
   esac
 }
 
+# Whether the API on socket $1 can start a container, not only answer pings: a service can
+# answer and still fail every start ("write child: broken pipe" from one started by a
+# process whose output has since gone away).
+starts_containers() {
+  local sock="$1" id ok=0
+  id="$(curl -fsS --max-time 30 --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
+    -d "{\"Image\":\"$BASE_IMAGE\",\"Cmd\":[\"true\"]}" http://d/v1.41/containers/create 2>/dev/null |
+    sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p')" || return 1
+  [[ -n "$id" ]] || return 1
+  curl -fsS --max-time 30 --unix-socket "$sock" -X POST "http://d/v1.41/containers/$id/start" \
+    >/dev/null 2>&1 || ok=1
+  curl -fsS --max-time 30 --unix-socket "$sock" -X DELETE "http://d/v1.41/containers/$id?force=true" \
+    >/dev/null 2>&1 || true
+  return "$ok"
+}
+
 # One caller at a time on this machine, from any checkout (two concurrent runs must not both
 # install, build or start the API on the same socket).
 exec 9>"${TMPDIR:-/tmp}/quickchat-containers.lock"
@@ -215,6 +231,14 @@ done
 
 # --- 3. the API socket -----------------------------------------------------------------
 if [[ -z "$docker_host" ]]; then
+  if answers "unix://$SOCKET" && ! starts_containers "$SOCKET"; then
+    say "the podman API on $SOCKET answers but cannot start containers; restarting it"
+    for pid in $(pgrep -f "podman system service --time=0 unix://$SOCKET" || true); do
+      kill "$pid" 2>/dev/null || true
+    done
+    for _ in $(seq 1 50); do answers "unix://$SOCKET" || break; sleep 0.1; done
+    rm -f "$SOCKET"
+  fi
   if ! answers "unix://$SOCKET"; then
     mkdir -p "$(dirname "$SOCKET")"
     say "starting the podman API on $SOCKET (log: $state_dir/podman-service.log)"
@@ -224,8 +248,8 @@ if [[ -z "$docker_host" ]]; then
       >"$state_dir/podman-service.log" 2>&1 </dev/null 9>&- &
     for _ in $(seq 1 100); do answers "unix://$SOCKET" && break; sleep 0.1; done
   fi
-  if ! answers "unix://$SOCKET"; then
-    say "error: the podman API did not answer on $SOCKET; see $state_dir/podman-service.log"
+  if ! answers "unix://$SOCKET" || ! starts_containers "$SOCKET"; then
+    say "error: the podman API on $SOCKET does not start containers; see $state_dir/podman-service.log"
     exit 1
   fi
   docker_host="unix://$SOCKET"
