@@ -35,6 +35,8 @@ KAFKA_IMAGE="${QUICKCHAT_TEST_KAFKA_IMAGE:-localhost/tansu:0.6}"
 BASE_IMAGE="localhost/debian:bookworm"
 SOCKET="/run/podman/podman.sock"
 state_dir="target/containers"
+# Machine-wide, like the service itself.
+SERVICE_LOG="${TMPDIR:-/tmp}/quickchat-podman-service.log"
 mkdir -p "$state_dir"
 
 say() { echo "containers: $*" >&2; }
@@ -50,8 +52,8 @@ answers() {
 }
 
 # Whether the API on socket $1 can start a container, not only answer pings: a service can
-# answer and still fail every start ("write child: broken pipe" from one started by a
-# process whose output has since gone away).
+# answer and still fail every start ("write child: broken pipe" from one whose working
+# directory, a checkout, has since been deleted).
 starts_containers() {
   local sock="$1" id ok=0
   id="$(curl -fsS --max-time 30 --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
@@ -241,15 +243,16 @@ if [[ -z "$docker_host" ]]; then
   fi
   if ! answers "unix://$SOCKET"; then
     mkdir -p "$(dirname "$SOCKET")"
-    say "starting the podman API on $SOCKET (log: $state_dir/podman-service.log)"
-    # setsid: the service outlives this script and its terminal; 9>&-: it must not hold
-    # the lock.
-    setsid nohup podman system service --time=0 "unix://$SOCKET" \
-      >"$state_dir/podman-service.log" 2>&1 </dev/null 9>&- &
+    say "starting the podman API on $SOCKET (log: $SERVICE_LOG)"
+    # setsid -f: the service outlives this script and its terminal; 9>&-: it must not hold
+    # the lock; cd /: it outlives this checkout too (a service whose working directory was
+    # deleted fails every container start with "write child: broken pipe").
+    setsid -f sh -c 'cd / && exec podman system service --time=0 "$1"' sh "unix://$SOCKET" \
+      >"$SERVICE_LOG" 2>&1 </dev/null 9>&-
     for _ in $(seq 1 100); do answers "unix://$SOCKET" && break; sleep 0.1; done
   fi
   if ! answers "unix://$SOCKET" || ! starts_containers "$SOCKET"; then
-    say "error: the podman API on $SOCKET does not start containers; see $state_dir/podman-service.log"
+    say "error: the podman API on $SOCKET does not start containers; see $SERVICE_LOG"
     exit 1
   fi
   docker_host="unix://$SOCKET"
