@@ -28,6 +28,9 @@ pub trait LogSource: Send + 'static {
     /// their group is gone), which the source must not report as durable to anyone waiting.
     async fn commit(&mut self, receipt: Self::Receipt, unstored: &[Unstored]);
 
+    /// The store could not be reached for a batch (it is retried). Nothing by default.
+    fn store_unreachable(&mut self) {}
+
     /// Starts reporting to `metrics` what only this source can measure (Kafka: the consumer
     /// lag of each partition it reads), until it stops. Nothing by default.
     fn observe(&mut self, _metrics: &Arc<Metrics>) {}
@@ -66,6 +69,7 @@ pub async fn run_observed<S: LogSource>(
                     if let Some(metrics) = &metrics {
                         metrics.persist_failed();
                     }
+                    source.store_unreachable();
                     tracing::warn!(error = %err, batch = batch.len(), "persisting messages failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

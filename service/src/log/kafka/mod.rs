@@ -233,6 +233,10 @@ pub struct KafkaSource {
     /// The store this source's batches go to: a takeover is only worth it when this
     /// persister can reach it (see [`KafkaSource::storing_into`]).
     store: Option<crate::store::Store>,
+    /// When this persister last found the store unreachable (a failed write or check).
+    store_failed_at: Option<tokio::time::Instant>,
+    /// See [`KafkaSettings::takeover_bound`].
+    takeover_bound: Duration,
 }
 
 /// How long a takeover waits for the store to answer before holding it unreachable.
@@ -303,6 +307,8 @@ impl KafkaSource {
             metrics,
             rejoin,
             store: None,
+            store_failed_at: None,
+            takeover_bound: settings.takeover_bound(),
         })
     }
 
@@ -316,12 +322,15 @@ impl KafkaSource {
         self
     }
 
-    /// Whether a takeover could store what it takes over.
-    async fn can_store(&self) -> bool {
+    /// Whether a takeover could store what it takes over: the store answers, and did not
+    /// fail this persister within the last two takeover bounds (the partitions' owners,
+    /// stalled by the same outage and retrying with backoff, get that long to catch up and
+    /// commit once it is over).
+    async fn can_store(&mut self) -> bool {
         let Some(store) = &self.store else {
             return true;
         };
-        match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await {
+        let reachable = match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "not taking over kafka partitions: the database is unreachable from here too");
@@ -333,6 +342,21 @@ impl KafkaSource {
                 );
                 false
             }
+        };
+        if !reachable {
+            self.store_failed_at = Some(tokio::time::Instant::now());
+            return false;
+        }
+        match self.store_failed_at {
+            Some(at) if at.elapsed() < 2 * self.takeover_bound => {
+                tracing::info!(
+                    ago_secs = at.elapsed().as_secs_f64(),
+                    "not taking over kafka partitions yet: the database was unreachable moments ago, \
+                     and their owners are catching up"
+                );
+                false
+            }
+            _ => true,
         }
     }
 
@@ -466,6 +490,10 @@ impl LogSource for KafkaSource {
                 "committing kafka offsets failed; the batch will be read again"
             );
         }
+    }
+
+    fn store_unreachable(&mut self) {
+        self.store_failed_at = Some(tokio::time::Instant::now());
     }
 
     fn observe(&mut self, metrics: &Arc<Metrics>) {
