@@ -168,7 +168,10 @@ pub(super) fn start_input(tx: mpsc::Sender<Input>, json: bool) -> Screen {
                 match editor.readline("> ") {
                     Ok(line) => {
                         let _ = editor.add_history_entry(line.as_str());
-                        if editor_tx.blocking_send(Input::Line(line)).is_err() {
+                        // After /quit no line follows: reading another would put the
+                        // terminal back in raw mode while the room restores it.
+                        let quit = super::Typed::of(&line) == super::Typed::Quit;
+                        if editor_tx.blocking_send(Input::Line(line)).is_err() || quit {
                             return;
                         }
                     }
