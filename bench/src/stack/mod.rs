@@ -87,3 +87,18 @@ pub trait Clients: Send {
     /// Disconnects every client.
     async fn close(&mut self) -> anyhow::Result<()>;
 }
+
+/// Messages of `rooms` stored in `table` (each stack's [`Stack::stored`]).
+pub async fn stored_in(env: &crate::env::Env, table: &str, rooms: &[Room]) -> anyhow::Result<u64> {
+    let ids: Vec<uuid::Uuid> = rooms
+        .iter()
+        .map(|r| r.id.parse())
+        .collect::<Result<_, _>>()?;
+    let query = format!("SELECT count(*) FROM {table} WHERE group_id = ANY($1)");
+    // The table is one of the stacks' own constants, never input.
+    let n: i64 = sea_orm::sqlx::query_scalar(sea_orm::sqlx::AssertSqlSafe(query))
+        .bind(&ids)
+        .fetch_one(&env.pool)
+        .await?;
+    Ok(n as u64)
+}

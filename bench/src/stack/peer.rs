@@ -179,15 +179,7 @@ impl Stack for Peer {
     }
 
     async fn stored(&self, rooms: &[Room]) -> anyhow::Result<u64> {
-        let ids: Vec<Uuid> = rooms
-            .iter()
-            .map(|r| r.id.parse())
-            .collect::<Result<_, _>>()?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM peer.chats WHERE group_id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&self.env.pool)
-            .await?;
-        Ok(n as u64)
+        super::stored_in(&self.env, self.message_table().0, rooms).await
     }
 
     fn message_table(&self) -> (&'static str, &'static str) {

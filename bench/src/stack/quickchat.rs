@@ -21,7 +21,6 @@ use quickchat_service::auth::password::Hasher;
 use quickchat_service::auth::tokens::TokenIssuer;
 use quickchat_service::domain::MemberName;
 use quickchat_service::store::{NewUser, Store};
-use sea_orm::sqlx;
 use secrecy::SecretString;
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -308,15 +307,7 @@ impl Stack for QuickChat {
     }
 
     async fn stored(&self, rooms: &[Room]) -> anyhow::Result<u64> {
-        let ids: Vec<Uuid> = rooms
-            .iter()
-            .map(|r| r.id.parse())
-            .collect::<Result<_, _>>()?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE group_id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&self.env.pool)
-            .await?;
-        Ok(n as u64)
+        super::stored_in(&self.env, self.message_table().0, rooms).await
     }
 
     fn message_table(&self) -> (&'static str, &'static str) {

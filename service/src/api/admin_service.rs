@@ -100,18 +100,7 @@ impl AdminApi {
                 tracing::warn!(node = %row.node_id, "unreadable node report");
                 continue;
             };
-            nodes.push(v1::NodeOverview {
-                version: report.version,
-                description: report.description,
-                started_at: Some(timestamp(report.started_at)),
-                open_streams: report.open_streams,
-                messages_sent: report.messages_sent,
-                messages_delivered: report.messages_delivered,
-                messages_persisted: report.messages_persisted,
-                node_id: row.node_id,
-                reported_at: Some(timestamp(row.reported_at)),
-                rooms: report.rooms,
-            });
+            nodes.push(node_overview(report, row.node_id, row.reported_at));
         }
         Ok(nodes)
     }
@@ -140,7 +129,6 @@ impl AdminApi {
 
     async fn overview(&self) -> Result<v1::GetOverviewResponse, ApiError> {
         let hub = &self.state.chat;
-        let counters = hub.metrics().snapshot();
         let mut rooms = Vec::new();
         for (group_id, streams) in hub.local_rooms() {
             let title = self
@@ -169,18 +157,7 @@ impl AdminApi {
                 .cmp(&a.local_streams)
                 .then_with(|| a.title.cmp(&b.title))
         });
-        let node = v1::NodeOverview {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            description: self.description.clone(),
-            started_at: Some(prost_types::Timestamp::from(self.started_at)),
-            open_streams: counters.open_streams,
-            messages_sent: counters.messages_sent,
-            messages_delivered: counters.messages_delivered,
-            messages_persisted: counters.messages_persisted,
-            node_id: self.node_id.clone(),
-            reported_at: Some(prost_types::Timestamp::from(SystemTime::now())),
-            rooms: rooms.len() as u64,
-        };
+        let node = node_overview(self.report(), self.node_id.clone(), chrono::Utc::now());
         let nodes = self.nodes(&node).await?;
         Ok(v1::GetOverviewResponse {
             node: Some(node),
@@ -190,10 +167,25 @@ impl AdminApi {
     }
 }
 
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
+/// A node's report as the API shows it.
+fn node_overview(
+    report: NodeReport,
+    node_id: String,
+    reported_at: chrono::DateTime<chrono::Utc>,
+) -> v1::NodeOverview {
+    let timestamp =
+        |at: chrono::DateTime<chrono::Utc>| prost_types::Timestamp::from(SystemTime::from(at));
+    v1::NodeOverview {
+        version: report.version,
+        description: report.description,
+        started_at: Some(timestamp(report.started_at)),
+        open_streams: report.open_streams,
+        messages_sent: report.messages_sent,
+        messages_delivered: report.messages_delivered,
+        messages_persisted: report.messages_persisted,
+        node_id,
+        reported_at: Some(timestamp(reported_at)),
+        rooms: report.rooms,
     }
 }
 
