@@ -53,8 +53,12 @@ impl AdminApi {
         }
     }
 
-    /// Reports this node every [`REPORT_EVERY`] until the hub shuts down.
+    /// Reports this node every [`REPORT_EVERY`] until the hub shuts down; not at all when
+    /// no operator is listed (nobody could read the reports).
     pub fn spawn_reporter(&self) {
+        if self.admins.is_empty() {
+            return;
+        }
         let api = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(REPORT_EVERY);
