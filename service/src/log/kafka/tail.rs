@@ -24,6 +24,13 @@ use crate::log::LogTail;
 /// fails with `UNAVAILABLE`) rather than guess.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a read goes on past the partitions' ends (see [`scan`]): records keep coming
+/// there while rooms are busy, and only the rest of the last batch was acked before.
+const QUIET: Duration = Duration::from_millis(200);
+
+/// Past the ends, a poll that waits this long for a record finds the read done.
+const PAST_END_WAIT: Duration = Duration::from_millis(20);
+
 pub struct KafkaTail {
     brokers: String,
     topic: String,
@@ -57,8 +64,15 @@ impl LogTail for KafkaTail {
     }
 }
 
-/// Reads every partition from the group's committed offset to its current end and returns
-/// the highest room offset among `group_id`'s records (0 if none).
+/// Reads every partition from the group's committed offset to its end and returns the
+/// highest room offset among `group_id`'s records (0 if none).
+///
+/// The end `ListOffsets` answers is only where reading may stop at the earliest: tansu
+/// answers it with the first offset of the batch it wrote last, so the records further into
+/// that batch, acked already, lie past it (seen: 7 acked messages missing from the tail under
+/// load; a room re-seeded short of them would hand their offsets out again). So the read
+/// goes on past that end while records come at once (the rest of the batch arrives with
+/// its first record), for at most [`QUIET`].
 fn scan(brokers: &str, topic: &str, consumer_group: &str, group_id: Uuid) -> anyhow::Result<u64> {
     let deadline = Instant::now() + SCAN_TIMEOUT;
     // In the persisters' group only to read its committed offsets: assigned partitions,
@@ -67,6 +81,8 @@ fn scan(brokers: &str, topic: &str, consumer_group: &str, group_id: Uuid) -> any
         .set("group.id", consumer_group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        // A committed offset the broker no longer holds: read what it does hold.
+        .set("auto.offset.reset", "earliest")
         .create()
         .context("creating a kafka consumer to read the log's tail")?;
     let metadata = consumer
@@ -85,7 +101,8 @@ fn scan(brokers: &str, topic: &str, consumer_group: &str, group_id: Uuid) -> any
         .committed_offsets(partitions, SCAN_TIMEOUT)
         .context("reading the persisters' committed offsets")?;
     let mut start = TopicPartitionList::new();
-    let mut ends = HashMap::new();
+    // Partition → the end `ListOffsets` gave, for the partitions not read that far yet.
+    let mut short_of = HashMap::new();
     for entry in committed.elements() {
         let partition = entry.partition();
         let (low, high) = consumer
@@ -95,21 +112,32 @@ fn scan(brokers: &str, topic: &str, consumer_group: &str, group_id: Uuid) -> any
             Offset::Offset(n) => n.max(low),
             _ => low,
         };
+        start.add_partition_offset(topic, partition, Offset::Offset(from))?;
         if from < high {
-            start.add_partition_offset(topic, partition, Offset::Offset(from))?;
-            ends.insert(partition, high);
+            short_of.insert(partition, high);
         }
     }
     let key = group_id.to_string();
     let mut last = 0;
-    if ends.is_empty() {
+    if start.count() == 0 {
         return Ok(last);
     }
     consumer.assign(&start)?;
-    while !ends.is_empty() {
+    // Once every partition is read to its end: when the reading past it began.
+    let mut at_ends = short_of.is_empty().then(Instant::now);
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         anyhow::ensure!(!left.is_zero(), "reading the kafka log's tail timed out");
-        let Some(record) = consumer.poll(left.min(Duration::from_millis(100))) else {
+        let wait = match at_ends {
+            // The rest of a batch is already here: it comes at once.
+            Some(since) if since.elapsed() >= QUIET => return Ok(last),
+            Some(_) => PAST_END_WAIT,
+            None => left.min(Duration::from_millis(100)),
+        };
+        let Some(record) = consumer.poll(wait) else {
+            if at_ends.is_some_and(|since| since.elapsed() >= PAST_END_WAIT) {
+                return Ok(last);
+            }
             continue;
         };
         let record = record.context("reading the kafka log's tail")?;
@@ -119,12 +147,14 @@ fn scan(brokers: &str, topic: &str, consumer_group: &str, group_id: Uuid) -> any
             last = last.max(message.offset);
         }
         let partition = record.partition();
-        if ends
+        if short_of
             .get(&partition)
             .is_some_and(|end| record.offset() + 1 >= *end)
         {
-            ends.remove(&partition);
+            short_of.remove(&partition);
+            if short_of.is_empty() {
+                at_ends = Some(Instant::now());
+            }
         }
     }
-    Ok(last)
 }

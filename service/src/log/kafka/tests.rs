@@ -710,3 +710,67 @@ async fn two_persisters_in_a_group_store_every_message_once() {
         }
     }
 }
+
+/// The tail holds every acked message, also those that share a produce batch with others
+/// (appends keep coming, and two persisters join the group meanwhile, never committing).
+/// Before the tail read to the partition's end as fetched, a read stopped at the first
+/// record of the batch the broker wrote last, and missed acked ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tail_holds_every_acked_message_while_appends_continue() {
+    use crate::log::LogTail as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let brokers = brokers();
+    let settings = settings(3);
+    let log = Arc::new(KafkaLog::connect(&brokers, &settings).await.unwrap());
+    let tail = tail::KafkaTail::new(&brokers, &settings);
+    let room = Uuid::new_v4();
+    let acked = Arc::new(AtomicU64::new(0));
+    let appender = {
+        let (log, acked) = (log.clone(), acked.clone());
+        tokio::spawn(async move {
+            let next = AtomicU64::new(1);
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                for _ in 0..4 {
+                    let o = next.fetch_add(1, Ordering::SeqCst);
+                    let (log, acked) = (log.clone(), acked.clone());
+                    tasks.spawn(async move {
+                        log.append(message(room, o)).await.unwrap();
+                        acked.fetch_max(o, Ordering::SeqCst);
+                    });
+                }
+                while tasks.len() > 16 {
+                    tasks.join_next().await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    // Two persisters joining the group while the tail is read (they never commit).
+    let stop = CancellationToken::new();
+    let mut sources = Vec::new();
+    for _ in 0..2 {
+        let mut s = KafkaSource::connect(&brokers, &settings, stop.clone())
+            .await
+            .unwrap();
+        sources.push(tokio::spawn(async move {
+            while s.next_batch(100).await.is_some() {}
+        }));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut reads = 0;
+    while tokio::time::Instant::now() < deadline {
+        // Offsets below `before` may still be in flight; only ones acked count.
+        let before = acked.load(Ordering::SeqCst);
+        let seen = tail.last_offset(room).await.unwrap();
+        reads += 1;
+        assert!(
+            seen >= before,
+            "read {reads}: the tail's newest is {seen}, but {before} was acked before the read"
+        );
+    }
+    assert!(reads > 5, "only {reads} reads of the tail");
+    appender.abort();
+    stop.cancel();
+}
