@@ -522,8 +522,9 @@ impl Verdict {
         assert!(self.acked > 0, "{}: no traffic", self.fault);
         assert!(
             self.lost.is_empty(),
-            "{}: acked and lost: {:?}",
+            "{}: acked and lost ({} dead letters): {:?}",
             self.fault,
+            self.dead_letters,
             self.lost
         );
         assert!(
