@@ -7,10 +7,7 @@ use super::*;
 impl Inner {
     /// What the reader reads next: each locally-subscribed room's stream from its cursor, and
     /// the wake stream. Rooms without subscribers left are dropped here.
-    pub(super) fn read_set(
-        &self,
-        wake_cursor: &str,
-    ) -> (Vec<String>, Vec<String>, HashMap<String, Uuid>) {
+    pub(super) fn read_set(&self, wake_cursor: &str) -> (Vec<Key>, Vec<XID>) {
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
         rooms.retain(|group_id, room| {
             let keep = room.feed.receiver_count() > 0;
@@ -21,25 +18,22 @@ impl Inner {
         });
         let mut keys = Vec::with_capacity(rooms.len() + 1);
         let mut ids = Vec::with_capacity(rooms.len() + 1);
-        let mut streams = HashMap::with_capacity(rooms.len());
-        for (group_id, room) in rooms.iter() {
-            let key = self.keys.stream(*group_id);
-            keys.push(key.clone());
-            ids.push(format!("{}-0", room.cursor));
-            streams.insert(key, *group_id);
+        for room in rooms.values() {
+            keys.push(room.key.clone());
+            ids.push(XID::Manual(room.read_from.clone()));
         }
-        keys.push(self.keys.wake(&self.node_id));
-        ids.push(wake_cursor.to_owned());
-        (keys, ids, streams)
+        keys.push(self.keys.wake(&self.node_id).into());
+        ids.push(XID::Manual(wake_cursor.into()));
+        (keys, ids)
     }
 
     /// Fans the entries of one `XREAD` reply out to the local feeds; returns the new wake
     /// cursor if the wake stream had entries.
-    pub(super) fn deliver(&self, reply: Value, streams: &HashMap<String, Uuid>) -> Option<String> {
+    pub(super) fn deliver(&self, reply: Value) -> Option<String> {
         let mut wake_cursor = None;
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
         for (key, entries) in xread_streams(reply) {
-            let Some(&group_id) = streams.get(&key) else {
+            let Some(group_id) = self.keys.group_of_stream(&key) else {
                 if let Some(last) = entries.last().and_then(entry_id) {
                     wake_cursor = Some(last);
                 }
@@ -49,33 +43,42 @@ impl Inner {
                 continue;
             };
             for entry in entries {
+                // Most entries of a busy room were published here and are on the feed
+                // already: skip them before parsing their fields.
+                if entry_id(&entry)
+                    .and_then(|id| offset_of(&id))
+                    .is_some_and(|offset| offset <= room.cursor)
+                {
+                    continue;
+                }
                 let Some((offset, fields)) = parse_entry(entry) else {
                     tracing::warn!(%group_id, "skipping a malformed stream entry");
                     continue;
                 };
-                if offset <= room.cursor {
-                    continue;
-                }
                 if fields.get("epoch").map(String::as_str) != Some(room.epoch.as_str()) {
                     tracing::info!(%group_id, old_epoch = %room.epoch, "room epoch changed; ending local feeds");
                     reset_room(&mut rooms, group_id);
                     break;
                 }
-                if offset != room.cursor + 1 {
-                    // Trimmed before this node read it: the hub fills the gap or ends the
-                    // stream.
-                    tracing::warn!(%group_id, after = room.cursor, offset, "room feed skipped offsets");
+                let message = decode_message(group_id, offset, &fields).map(Arc::new);
+                if message.is_none() {
+                    tracing::warn!(%group_id, offset, "skipping an undecodable message");
                 }
-                room.cursor = offset;
-                match decode_message(group_id, offset, &fields) {
-                    Some(message) => {
-                        let _ = room.feed.send(RoomEvent::Message(Arc::new(message)));
-                    }
-                    None => tracing::warn!(%group_id, offset, "skipping an undecodable message"),
-                }
+                room.read(offset, message);
             }
         }
         wake_cursor
+    }
+
+    /// Hands a message this node just published to the room's local feed, if the room is
+    /// read here under the same epoch (see [`LocalRoom::offer`]).
+    pub(super) fn deliver_published(&self, epoch: &str, message: Arc<ChatMessage>) {
+        let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+        if let Some(room) = rooms.get_mut(&message.group_id)
+            && room.epoch == epoch
+        {
+            room.offer(message);
+        }
     }
 
     /// Delivers one Pub/Sub event to the room's local subscribers.
@@ -147,6 +150,91 @@ impl Inner {
     }
 }
 
+impl LocalRoom {
+    pub(super) fn new(
+        epoch: String,
+        cursor: u64,
+        feed: broadcast::Sender<RoomEvent>,
+        key: String,
+    ) -> Self {
+        let mut room = Self {
+            epoch,
+            cursor: 0,
+            feed,
+            key: key.into(),
+            read_from: Str::default(),
+            early: Default::default(),
+        };
+        room.advance(cursor);
+        room
+    }
+
+    /// A message published on this node: sent on the feed if it is the next offset, held if
+    /// an earlier one has not been sent yet, dropped if the reader already sent it.
+    pub(super) fn offer(&mut self, message: Arc<ChatMessage>) {
+        if message.offset <= self.cursor {
+            return;
+        }
+        if message.offset == self.cursor + 1 {
+            self.send(message);
+            self.release();
+        } else if self.early.len() < MAX_EARLY {
+            self.early.insert(message.offset, message);
+        }
+    }
+
+    /// The next entry the reader found in the stream after the cursor (`None`: it could not
+    /// be decoded and is skipped). Held messages before it go first; a gap before it means
+    /// the stream was trimmed before this node read it (the hub fills the gap from the
+    /// store or ends the stream).
+    pub(super) fn read(&mut self, offset: u64, message: Option<Arc<ChatMessage>>) {
+        while let Some(held) = self.early.first_entry() {
+            if *held.key() >= offset {
+                break;
+            }
+            let held = held.remove();
+            if held.offset > self.cursor {
+                self.send(held);
+            }
+        }
+        if offset <= self.cursor {
+            return;
+        }
+        if offset != self.cursor + 1 {
+            tracing::warn!(after = self.cursor, offset, "room feed skipped offsets");
+        }
+        match message {
+            Some(message) => self.send(message),
+            None => self.advance(offset),
+        }
+        self.release();
+    }
+
+    fn send(&mut self, message: Arc<ChatMessage>) {
+        self.advance(message.offset);
+        let _ = self.feed.send(RoomEvent::Message(message));
+    }
+
+    fn advance(&mut self, cursor: u64) {
+        self.cursor = cursor;
+        self.read_from = format!("{cursor}-0").into();
+    }
+
+    /// Sends the held messages that now follow the cursor, and forgets those it passed.
+    fn release(&mut self) {
+        while let Some(held) = self.early.first_entry() {
+            if *held.key() <= self.cursor {
+                held.remove();
+            } else if *held.key() == self.cursor + 1 {
+                let message = held.remove();
+                self.send(message);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 /// Ends the local feeds of a room whose epoch changed: its subscribers get
 /// [`RoomEvent::Reset`], then the end of the feed.
 pub(super) fn reset_room(rooms: &mut HashMap<Uuid, LocalRoom>, group_id: Uuid) {
@@ -161,7 +249,7 @@ pub(super) async fn run_reader(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut wake_cursor = "0-0".to_owned();
     let mut backoff = MIN_BACKOFF;
     loop {
-        let (keys, ids, streams) = inner.read_set(&wake_cursor);
+        let (keys, ids) = inner.read_set(&wake_cursor);
         let read = inner.reader.xread::<Value, _, _>(
             Some(READ_COUNT),
             Some(READ_BLOCK.as_millis() as u64),
@@ -175,7 +263,7 @@ pub(super) async fn run_reader(inner: Arc<Inner>, shutdown: CancellationToken) {
         match reply {
             Ok(reply) => {
                 backoff = MIN_BACKOFF;
-                if let Some(cursor) = inner.deliver(reply, &streams) {
+                if let Some(cursor) = inner.deliver(reply) {
                     wake_cursor = cursor;
                 }
             }

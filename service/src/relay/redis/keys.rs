@@ -61,6 +61,12 @@ impl Keys {
         format!("{escaped}:room:*:events")
     }
 
+    /// The room of a stream key; `None` for any other key (the wake stream).
+    pub(super) fn group_of_stream(&self, key: &str) -> Option<Uuid> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix(":room:")?;
+        Uuid::parse_str(rest.strip_suffix(":stream")?).ok()
+    }
+
     /// The room of an events channel.
     pub(super) fn group_of_channel(&self, channel: &str) -> Option<Uuid> {
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":room:")?;

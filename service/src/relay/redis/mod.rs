@@ -26,6 +26,12 @@
 //! entries and checks that every locally-read room still has the epoch its subscribers were
 //! given (when it does not, they get [`RoomEvent::Reset`] and their feeds end).
 //!
+//! A message published on this node does not wait for the reader to reach this node's own
+//! subscribers: the publish reply hands it to the room's broadcast channel at once, in offset
+//! order (one that overtook an earlier offset — another node's, or this node's with its reply
+//! still on the way — waits for it). The reader still reads it, for the offsets of other
+//! nodes, and skips what the feed already carried: every feed sees each offset once, in order.
+//!
 //! It needs one Redis server (standalone, or failed over by Sentinel), not a Redis Cluster:
 //! one `XREAD` spans the streams of many rooms, and `close_room`'s script deletes presence
 //! keys it derives from the room's. Redis may lose its state (no persistence): rooms are
@@ -38,10 +44,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use fred::bytes_utils::Str;
 use fred::prelude::{
     Builder, Client, ClientLike, Config, EventInterface, HashesInterface, LuaInterface,
     PubsubInterface, ReconnectPolicy, StreamsInterface, Value,
 };
+use fred::types::Key;
+use fred::types::streams::XID;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -81,6 +90,11 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 
 /// Entries read per room and `XREAD` call.
 const READ_COUNT: u64 = 512;
+
+/// Messages published on this node that a room holds while an earlier offset is still on
+/// its way (see `LocalRoom::early`). Past it they are left to the reader, which reads every
+/// message from the stream anyway.
+const MAX_EARLY: usize = 1024;
 
 /// Pauses of the reader and the Pub/Sub listener after a failure, doubling up to the maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -190,6 +204,15 @@ struct LocalRoom {
     /// Offset of the last message sent on `feed` (or the head when the room was opened).
     cursor: u64,
     feed: broadcast::Sender<RoomEvent>,
+    /// The room's stream key and the entry id after `cursor`, as the reader names them in
+    /// every `XREAD` (kept ready: with many rooms, the reader would otherwise build them
+    /// all again for every read).
+    key: Key,
+    read_from: Str,
+    /// Messages this node published that arrived before an earlier offset was sent on
+    /// `feed` (published by another node, or by this one with its reply still on the way):
+    /// sent as soon as the offsets before them are (see [`LocalRoom::offer`]).
+    early: std::collections::BTreeMap<u64, Arc<ChatMessage>>,
 }
 
 fn unavailable(err: fred::error::Error) -> RelayError {
@@ -442,7 +465,11 @@ impl RoomRelay for RedisRelay {
                     let offset = parts[2].as_u64().ok_or_else(|| malformed("offset"))?;
                     let epoch = parts[1].as_string();
                     inner.forget_stale_room(group_id, epoch.as_deref());
-                    return Ok(Published::New(Arc::new(draft.place(offset))));
+                    let message = Arc::new(draft.place(offset));
+                    if let Some(epoch) = epoch {
+                        inner.deliver_published(&epoch, message.clone());
+                    }
+                    return Ok(Published::New(message));
                 }
                 Some("dup") if parts.len() == 3 => {
                     let entry = parts.pop().expect("three parts");
@@ -492,11 +519,7 @@ impl RoomRelay for RedisRelay {
                     let (feed, receiver) = broadcast::channel(inner.feed_capacity);
                     rooms.insert(
                         group_id,
-                        LocalRoom {
-                            epoch: epoch.clone(),
-                            cursor: offset,
-                            feed,
-                        },
+                        LocalRoom::new(epoch.clone(), offset, feed, inner.keys.stream(group_id)),
                     );
                     (receiver, offset, true)
                 }
