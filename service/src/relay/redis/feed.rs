@@ -69,7 +69,7 @@ impl Inner {
                 room.cursor = offset;
                 match decode_message(group_id, offset, &fields) {
                     Some(message) => {
-                        let _ = room.feed.send(RoomEvent::Message(Arc::new(message)));
+                        room.feed.send(RoomEvent::Message(Arc::new(message)));
                     }
                     None => tracing::warn!(%group_id, offset, "skipping an undecodable message"),
                 }
@@ -94,7 +94,7 @@ impl Inner {
         self.membership.note(group_id, &event);
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
         if let Some(room) = rooms.get(&group_id) {
-            let _ = room.feed.send(event.clone());
+            room.feed.send(event.clone());
             if event == RoomEvent::Closed {
                 rooms.remove(&group_id);
             }
@@ -151,7 +151,7 @@ impl Inner {
 /// [`RoomEvent::Reset`], then the end of the feed.
 pub(super) fn reset_room(rooms: &mut HashMap<Uuid, LocalRoom>, group_id: Uuid) {
     if let Some(room) = rooms.remove(&group_id) {
-        let _ = room.feed.send(RoomEvent::Reset);
+        room.feed.send(RoomEvent::Reset);
     }
 }
 

@@ -21,7 +21,7 @@
 //! [`EPOCH_GAP`] for messages that were still on their way to the log.
 //!
 //! Each node runs three background tasks: one reader doing a blocking `XREAD` over every room
-//! that has local subscribers (fanning entries out through a per-room broadcast channel), one
+//! that has local subscribers (fanning entries out through each room's [`RoomFeed`]), one
 //! Pub/Sub listener for ephemeral events, and one heartbeat that refreshes this node's presence
 //! entries and checks that every locally-read room still has the epoch its subscribers were
 //! given (when it does not, they get [`RoomEvent::Reset`] and their feeds end).
@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::local::{self, StreamCounts};
+use super::room_feed::RoomFeed;
 use super::{Presence, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::log::LogTail;
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
@@ -189,7 +190,7 @@ struct LocalRoom {
     epoch: String,
     /// Offset of the last message sent on `feed` (or the head when the room was opened).
     cursor: u64,
-    feed: broadcast::Sender<RoomEvent>,
+    feed: RoomFeed,
 }
 
 fn unavailable(err: fred::error::Error) -> RelayError {
@@ -489,7 +490,8 @@ impl RoomRelay for RedisRelay {
                 // after it is missed.
                 _ => {
                     reset_room(&mut rooms, group_id);
-                    let (feed, receiver) = broadcast::channel(inner.feed_capacity);
+                    let feed = RoomFeed::new(inner.feed_capacity);
+                    let receiver = feed.subscribe();
                     rooms.insert(
                         group_id,
                         LocalRoom {
@@ -508,7 +510,7 @@ impl RoomRelay for RedisRelay {
         Ok(Subscription {
             epoch,
             head,
-            events: local::feed_events(receiver),
+            events: receiver.into_stream(),
         })
     }
 
