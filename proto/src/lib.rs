@@ -42,12 +42,21 @@ pub mod codec {
         type Decoder = ProtoDecoder<U>;
 
         fn encoder(&mut self) -> Self::Encoder {
-            ProstEncoder::new(BufferSettings::default())
+            ProstEncoder::new(buffer_settings())
         }
 
         fn decoder(&mut self) -> Self::Decoder {
             ProtoDecoder(PhantomData)
         }
+    }
+
+    /// What a stream's encoder and decoder start with: 1 KiB each instead of tonic's 8 KiB.
+    /// Every open stream holds both for as long as it is open, and an idle chat stream
+    /// carries a few small events; a buffer grows when a larger message or a burst needs it.
+    /// The yield threshold (how much a busy stream encodes before handing it to HTTP/2)
+    /// stays tonic's default, 32 KiB.
+    pub fn buffer_settings() -> BufferSettings {
+        BufferSettings::new(1024, 32 * 1024)
     }
 
     /// Decodes `U`; malformed bytes are `INVALID_ARGUMENT`.
@@ -57,6 +66,10 @@ pub mod codec {
     impl<U: prost::Message + Default> Decoder for ProtoDecoder<U> {
         type Item = U;
         type Error = Status;
+
+        fn buffer_settings(&self) -> BufferSettings {
+            buffer_settings()
+        }
 
         fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
             U::decode(buf)

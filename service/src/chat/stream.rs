@@ -443,8 +443,17 @@ pub async fn run_commands(
                 client_message_id,
                 body,
             } => {
-                hub.send_on_stream(&who, group_id, client_message_id, &body, &pending, &out)
-                    .await
+                // Boxed, for the same reason as the pump's fill: this task lives as long as
+                // the stream, a send's future only while it runs.
+                Box::pin(hub.send_on_stream(
+                    &who,
+                    group_id,
+                    client_message_id,
+                    &body,
+                    &pending,
+                    &out,
+                ))
+                .await
             }
         };
         if pushed.is_err() {
@@ -562,11 +571,13 @@ impl Pump {
             return Ok(());
         }
         if message.offset > self.last + 1 {
-            match self
-                .hub
-                .fill(self.group_id, epoch, self.last, message.offset - 1)
-                .await
-            {
+            // Boxed: a gap is rare, and its future (a store query) would otherwise be part of
+            // every stream's task for as long as the stream is open.
+            let fill = Box::pin(
+                self.hub
+                    .fill(self.group_id, epoch, self.last, message.offset - 1),
+            );
+            match fill.await {
                 Ok(Some(missing)) => {
                     for m in missing {
                         self.forward(m).await?;

@@ -1,18 +1,16 @@
 //! What every relay backend does the same way on its own node, whatever carries the room
-//! between nodes: the per-room broadcast feed local subscribers read, the
-//! complete-or-partial decision of a replay, the order `online` lists people in, and the
-//! count of each participant's open streams that turns streams into presence.
+//! between nodes: the feed of membership changes it heard, the complete-or-partial decision
+//! of a replay, the order `online` lists people in, and the count of each participant's open
+//! streams that turns streams into presence. (Each room's live feed is
+//! [`super::room_feed::RoomFeed`].)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
-use super::{Lagged, Replay};
+use super::Replay;
 use crate::room::{ChatMessage, MembershipChange, Participant, RoomEvent};
 
 /// Membership changes this node heard, from any room (see
@@ -37,17 +35,6 @@ impl MembershipFeed {
     pub fn subscribe(&self) -> broadcast::Receiver<MembershipChange> {
         self.0.subscribe()
     }
-}
-
-/// A local subscriber's view of a room's broadcast feed: a receiver that fell more than the
-/// feed's capacity behind gets [`Lagged`] and the stream goes on from the oldest kept event
-/// (the hub ends such a stream).
-pub fn feed_events(
-    receiver: broadcast::Receiver<RoomEvent>,
-) -> BoxStream<'static, Result<RoomEvent, Lagged>> {
-    BroadcastStream::new(receiver)
-        .map(|item| item.map_err(|_| Lagged))
-        .boxed()
 }
 
 /// The answer to a replay of `after < offset <= up_to` from a window whose oldest message is

@@ -1,5 +1,5 @@
-//! The embedded relay and presence: rooms live in this process. Each room has a broadcast
-//! channel for its live feed, a bounded replay window and the dedupe keys of the messages in
+//! The embedded relay and presence: rooms live in this process. Each room has a live feed
+//! ([`RoomFeed`]), a bounded replay window and the dedupe keys of the messages in
 //! that window; presence is this process's stream counts ([`InProcessPresence`]). A room's first offset continues from the newest stored message, so
 //! offsets stay unique across restarts; the epoch is new for every process, because a
 //! message published just before a crash may never have been stored.
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::local::{self, StreamCounts};
+use super::room_feed::RoomFeed;
 use super::{Presence, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::Store;
@@ -50,7 +51,7 @@ struct Room {
     epoch: String,
     seeded: OnceCell<()>,
     state: Mutex<RoomState>,
-    feed: broadcast::Sender<RoomEvent>,
+    feed: RoomFeed,
 }
 
 #[derive(Default)]
@@ -105,7 +106,7 @@ impl InProcessRelay {
                         epoch: format!("{}-{generation}", self.process),
                         seeded: OnceCell::new(),
                         state: Mutex::new(RoomState::default()),
-                        feed: broadcast::channel(self.feed_capacity).0,
+                        feed: RoomFeed::new(self.feed_capacity),
                     })
                 })
                 .clone()
@@ -174,7 +175,7 @@ impl RoomRelay for InProcessRelay {
             }
         }
         // Sent under the room lock, so subscribers see offsets in order.
-        let _ = room.feed.send(RoomEvent::Message(message.clone()));
+        room.feed.send(RoomEvent::Message(message.clone()));
         Ok(Published::New(message))
     }
 
@@ -182,7 +183,7 @@ impl RoomRelay for InProcessRelay {
         self.membership.note(group_id, &event);
         let room = self.room(group_id).await?;
         let _state = room.state();
-        let _ = room.feed.send(event);
+        room.feed.send(event);
         Ok(())
     }
 
@@ -197,7 +198,7 @@ impl RoomRelay for InProcessRelay {
         Ok(Subscription {
             epoch: room.epoch.clone(),
             head: state.last_offset,
-            events: local::feed_events(room.feed.subscribe()),
+            events: room.feed.subscribe().into_stream(),
         })
     }
 
@@ -247,7 +248,7 @@ impl RoomRelay for InProcessRelay {
             .by_id
             .remove(&group_id);
         if let Some(room) = room {
-            let _ = room.feed.send(RoomEvent::Closed);
+            room.feed.send(RoomEvent::Closed);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 pub mod local;
 pub mod memory;
 pub mod redis;
+pub mod room_feed;
 
 #[cfg(test)]
 pub(crate) mod conformance;

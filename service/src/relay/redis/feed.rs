@@ -97,7 +97,7 @@ impl Inner {
         self.membership.note(group_id, &event);
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
         if let Some(room) = rooms.get(&group_id) {
-            let _ = room.feed.send(event.clone());
+            room.feed.send(event.clone());
             if event == RoomEvent::Closed {
                 rooms.remove(&group_id);
             }
@@ -151,12 +151,7 @@ impl Inner {
 }
 
 impl LocalRoom {
-    pub(super) fn new(
-        epoch: String,
-        cursor: u64,
-        feed: broadcast::Sender<RoomEvent>,
-        key: String,
-    ) -> Self {
+    pub(super) fn new(epoch: String, cursor: u64, feed: RoomFeed, key: String) -> Self {
         let mut room = Self {
             epoch,
             cursor: 0,
@@ -239,7 +234,7 @@ impl LocalRoom {
 /// [`RoomEvent::Reset`], then the end of the feed.
 pub(super) fn reset_room(rooms: &mut HashMap<Uuid, LocalRoom>, group_id: Uuid) {
     if let Some(room) = rooms.remove(&group_id) {
-        let _ = room.feed.send(RoomEvent::Reset);
+        room.feed.send(RoomEvent::Reset);
     }
 }
 

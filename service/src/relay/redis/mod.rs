@@ -21,13 +21,13 @@
 //! [`EPOCH_GAP`] for messages that were still on their way to the log.
 //!
 //! Each node runs three background tasks: one reader doing a blocking `XREAD` over every room
-//! that has local subscribers (fanning entries out through a per-room broadcast channel), one
+//! that has local subscribers (fanning entries out through each room's [`RoomFeed`]), one
 //! Pub/Sub listener for ephemeral events, and one heartbeat that refreshes this node's presence
 //! entries and checks that every locally-read room still has the epoch its subscribers were
 //! given (when it does not, they get [`RoomEvent::Reset`] and their feeds end).
 //!
 //! A message published on this node does not wait for the reader to reach this node's own
-//! subscribers: the publish reply hands it to the room's broadcast channel at once, in offset
+//! subscribers: the publish reply hands it to the room's feed at once, in offset
 //! order (one that overtook an earlier offset — another node's, or this node's with its reply
 //! still on the way — waits for it). The reader still reads it, for the offsets of other
 //! nodes, and skips what the feed already carried: every feed sees each offset once, in order.
@@ -59,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::local::{self, StreamCounts};
+use super::room_feed::RoomFeed;
 use super::{Presence, Published, RelayError, Replay, RoomRelay, Subscription};
 use crate::log::LogTail;
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
@@ -203,7 +204,7 @@ struct LocalRoom {
     epoch: String,
     /// Offset of the last message sent on `feed` (or the head when the room was opened).
     cursor: u64,
-    feed: broadcast::Sender<RoomEvent>,
+    feed: RoomFeed,
     /// The room's stream key and the entry id after `cursor`, as the reader names them in
     /// every `XREAD` (kept ready: with many rooms, the reader would otherwise build them
     /// all again for every read).
@@ -516,7 +517,8 @@ impl RoomRelay for RedisRelay {
                 // after it is missed.
                 _ => {
                     reset_room(&mut rooms, group_id);
-                    let (feed, receiver) = broadcast::channel(inner.feed_capacity);
+                    let feed = RoomFeed::new(inner.feed_capacity);
+                    let receiver = feed.subscribe();
                     rooms.insert(
                         group_id,
                         LocalRoom::new(epoch.clone(), offset, feed, inner.keys.stream(group_id)),
@@ -531,7 +533,7 @@ impl RoomRelay for RedisRelay {
         Ok(Subscription {
             epoch,
             head,
-            events: local::feed_events(receiver),
+            events: receiver.into_stream(),
         })
     }
 
