@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::log::{LogError, MessageLog};
 use crate::metrics::{Metrics, Rejection};
 use crate::rate_limit::TokenBuckets;
-use crate::relay::{Presence, RelayError, Replay, RoomRelay};
+use crate::relay::{Presence, Published, RelayError, Replay, RoomRelay};
 use crate::room::{ChatMessage, MessageDraft, Participant, RoomEvent};
 use crate::store::{self, Store};
 use stream::StreamOwner;
@@ -69,6 +69,13 @@ impl Default for ChatSettings {
 pub struct SendFailure {
     pub error: ApiError,
     pub published: bool,
+}
+
+/// A send whose message has its place in the room (or that was refused before it got one):
+/// what [`ChatHub::make_durable`] finishes.
+pub(crate) struct Placed {
+    started: std::time::Instant,
+    published: Result<Published, SendFailure>,
 }
 
 impl From<ApiError> for SendFailure {
@@ -219,12 +226,34 @@ impl ChatHub {
         client_message_id: &str,
         body: &str,
     ) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
+        let placed = self.place(who, group_id, client_message_id, body).await;
+        self.make_durable(placed).await
+    }
+
+    /// The first half of [`ChatHub::send`]: checks the send and gives its message its place
+    /// in the room (the relay assigns the offset and fans it out). A stream places its sends
+    /// one after another, in the order the client sent them.
+    async fn place(
+        &self,
+        who: &Participant,
+        group_id: Uuid,
+        client_message_id: &str,
+        body: &str,
+    ) -> Placed {
         let started = std::time::Instant::now();
-        let result = self
-            .place_and_persist(who, group_id, client_message_id, body)
-            .await;
+        let published = self.publish(who, group_id, client_message_id, body).await;
+        Placed { started, published }
+    }
+
+    /// The second half of [`ChatHub::send`]: waits until the log holds the placed message.
+    /// A stream may wait for several of its sends at once.
+    async fn make_durable(&self, placed: Placed) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
+        let result = match placed.published {
+            Ok(published) => self.persist(published).await,
+            Err(failure) => Err(failure),
+        };
         match &result {
-            Ok((_, true)) => self.metrics.message_sent(started.elapsed()),
+            Ok((_, true)) => self.metrics.message_sent(placed.started.elapsed()),
             Ok((_, false)) => {}
             Err(failure) => self.metrics.send_rejected(match failure.error {
                 ApiError::InvalidArgument(_) => Rejection::Invalid,
@@ -235,13 +264,13 @@ impl ChatHub {
         result
     }
 
-    async fn place_and_persist(
+    async fn publish(
         &self,
         who: &Participant,
         group_id: Uuid,
         client_message_id: &str,
         body: &str,
-    ) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
+    ) -> Result<Published, SendFailure> {
         let client_message_id =
             ClientMessageId::parse(client_message_id).map_err(ApiError::invalid)?;
         let body = MessageBody::parse(body).map_err(ApiError::invalid)?;
@@ -260,8 +289,11 @@ impl ChatHub {
             client_message_id: client_message_id.as_str().to_owned(),
             created_at: store::now(),
         };
-        let published = self.relay.publish(draft).await.map_err(relay_error)?;
-        let is_new = matches!(published, crate::relay::Published::New(_));
+        Ok(self.relay.publish(draft).await.map_err(relay_error)?)
+    }
+
+    async fn persist(&self, published: Published) -> Result<(Arc<ChatMessage>, bool), SendFailure> {
+        let is_new = matches!(published, Published::New(_));
         let message = published.message().clone();
         // A duplicate is appended again (idempotently) so that its ack, too, means durable.
         match tokio::time::timeout(

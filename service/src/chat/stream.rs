@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::outbound::{self, EventStream, Gone, Outbound, Outgoing, StreamEnd};
-use super::{ChatHub, relay_error};
+use super::{ChatHub, Placed, relay_error};
 use crate::auth::MemberPrincipal;
 use crate::error::ApiError;
 use crate::relay::Subscription;
@@ -347,26 +348,45 @@ impl ChatHub {
         })
     }
 
-    /// Sends on a `Chat` stream: the answer (ack or rejection) goes to `out`, in the room's
-    /// order when the message was published (see [`PendingSends`]). Without a client id the
-    /// server picks one, so that the pump can recognise the message.
-    pub async fn send_on_stream(
+    /// The first half of a send on a `Chat` stream: registers it to be answered in the
+    /// room's order (see [`PendingSends`]) and places its message in the room. Without a
+    /// client id the server picks one, so that the pump can recognise the message.
+    async fn place_on_stream(
         &self,
         who: &Participant,
         group_id: Uuid,
         client_message_id: String,
         body: &str,
         pending: &PendingSends,
-        out: &Outbound,
-    ) -> Result<(), Gone> {
+    ) -> PlacedSend {
         let client_message_id = if client_message_id.is_empty() {
             Uuid::new_v4().to_string()
         } else {
             client_message_id
         };
         let answer = pending.register(&client_message_id);
-        let result = self.send(who, group_id, &client_message_id, body).await;
-        let (event, in_order) = match result {
+        let placed = self.place(who, group_id, &client_message_id, body).await;
+        PlacedSend {
+            client_message_id,
+            answer,
+            placed,
+        }
+    }
+
+    /// The second half: once the message is durable (or the send failed), the answer (ack
+    /// or rejection) goes to `out`, in the room's order when the message was published.
+    async fn answer_on_stream(
+        &self,
+        send: PlacedSend,
+        pending: &PendingSends,
+        out: &Outbound,
+    ) -> Result<(), Gone> {
+        let PlacedSend {
+            client_message_id,
+            answer,
+            placed,
+        } = send;
+        let (event, in_order) = match self.make_durable(placed).await {
             Ok((message, is_new)) => (
                 Outgoing::Ack {
                     client_message_id: client_message_id.clone(),
@@ -404,10 +424,27 @@ impl ChatHub {
     }
 }
 
+/// A send on a `Chat` stream whose message has its place in the room, waiting to be made
+/// durable and answered.
+struct PlacedSend {
+    client_message_id: String,
+    /// `None` when a send with the same id was already pending on this stream.
+    answer: Option<oneshot::Sender<Outgoing>>,
+    placed: Placed,
+}
+
+/// Most sends of one `Chat` stream waiting for durability at once. A stream's sends are
+/// placed in the room one after another, in the order the client sent them, but each waits
+/// for the log on its own: a client streaming sends is not held to one log round trip per
+/// message. Past this many the stream reads no more commands until one is answered.
+const SENDS_IN_FLIGHT: usize = 64;
+
 /// Carries out a `Chat` stream's commands after the join: each send is answered with an ack
-/// or a rejection on the same stream (the stream stays open); typing is relayed. Ends when
-/// the client is done (its commands end: half-close or a broken connection; the stream then
-/// ends after what is queued), or the stream ended.
+/// or a rejection on the same stream (the stream stays open); typing is relayed. Sends wait
+/// for durability concurrently (at most [`SENDS_IN_FLIGHT`]); their answers keep the room's
+/// order (see [`PendingSends`]). Ends when the client is done (its commands end: half-close
+/// or a broken connection; the stream then ends after what is queued, the sends still in
+/// flight answered first), or the stream ended.
 pub async fn run_commands(
     hub: Arc<ChatHub>,
     who: Participant,
@@ -416,14 +453,20 @@ pub async fn run_commands(
     out: Outbound,
     pending: PendingSends,
 ) {
-    loop {
+    let mut in_flight = JoinSet::new();
+    let left = loop {
         let command = tokio::select! {
-            _ = out.closed() => return,
-            command = commands.next() => command,
+            _ = out.closed() => break false,
+            Some(answered) = in_flight.join_next() => {
+                if !matches!(answered, Ok(Ok(()))) {
+                    break false;
+                }
+                continue;
+            }
+            command = commands.next(), if in_flight.len() < SENDS_IN_FLIGHT => command,
         };
         let Some(command) = command else {
-            out.end(StreamEnd::Left);
-            return;
+            break true;
         };
         let pushed = match command {
             Command::Join => out.push(Outgoing::SendRejected {
@@ -443,22 +486,30 @@ pub async fn run_commands(
                 client_message_id,
                 body,
             } => {
-                // Boxed, for the same reason as the pump's fill: this task lives as long as
-                // the stream, a send's future only while it runs.
-                Box::pin(hub.send_on_stream(
+                // Boxed: this task lives as long as the stream, a send's future only while
+                // it runs.
+                let send = Box::pin(hub.place_on_stream(
                     &who,
                     group_id,
                     client_message_id,
                     &body,
                     &pending,
-                    &out,
                 ))
-                .await
+                .await;
+                let (hub, pending, out) = (hub.clone(), pending.clone(), out.clone());
+                in_flight.spawn(async move { hub.answer_on_stream(send, &pending, &out).await });
+                Ok(())
             }
         };
         if pushed.is_err() {
-            return;
+            break false;
         }
+    };
+    // Every send placed in the room gets its answer (or, if the client is gone, at least its
+    // wait for durability) before the stream ends.
+    while in_flight.join_next().await.is_some() {}
+    if left {
+        out.end(StreamEnd::Left);
     }
 }
 

@@ -473,9 +473,10 @@ impl Store {
         Ok(newest.map(|m| m.room_offset as u64).unwrap_or(0))
     }
 
-    /// Stores a batch of messages in one statement. A message already stored (same id) is
-    /// skipped, so replays are harmless. If the batch is refused, rows are retried one by
-    /// one: a row the database itself refuses (its group was deleted meanwhile, its offset
+    /// Stores a batch of messages in one transaction (on PostgreSQL in one statement, the
+    /// columns bound as arrays: see [`INSERT_MESSAGES_UNNEST`]). A message already stored
+    /// (same id) is skipped, so replays are harmless. If the batch is refused, rows are
+    /// retried one by one: a row the database itself refuses (its group was deleted meanwhile, its offset
     /// is taken, or a value it cannot hold) is reported in the result — and, unless its
     /// group is gone, kept in `dead_letters` with the reason — so that one bad row never
     /// blocks the rows after it. Only failures to reach the database are returned as
@@ -487,11 +488,11 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = batch.iter().map(|m| message_row(m));
-        let all = messages::Entity::insert_many(rows)
-            .on_conflict_do_nothing_on([messages::Column::Id])
-            .exec_without_returning(&self.db)
-            .await;
+        let all = if self.backend == "postgres" {
+            insert_unnest(self.db.get_postgres_connection_pool(), batch).await
+        } else {
+            self.insert_chunked(batch).await
+        };
         if all.is_ok() {
             return Ok(Vec::new());
         }
@@ -523,6 +524,20 @@ impl Store {
             });
         }
         Ok(unstored)
+    }
+
+    /// The batch insert of the portable path, in one transaction: multi-row statements of
+    /// at most [`ROWS_PER_STATEMENT`] rows, which keeps each under SQLite's limit on bound
+    /// parameters whatever the batch size. Nothing is stored if any row is refused.
+    async fn insert_chunked(&self, batch: &[std::sync::Arc<ChatMessage>]) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            messages::Entity::insert_many(chunk.iter().map(|m| message_row(m)))
+                .on_conflict_do_nothing_on([messages::Column::Id])
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await
     }
 
     /// True when the sender already has a stored message with `m`'s idempotency key: `m` is
@@ -652,6 +667,58 @@ async fn migrate_exclusively(url: &str) -> Result<(), DbErr> {
         .await;
     session.close().await?;
     migrated
+}
+
+/// Rows per multi-row `INSERT` of [`Store::insert_chunked`]: eight parameters each, well
+/// under SQLite's 32 766.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The batch insert on PostgreSQL: every column bound as one array, so a batch of any size
+/// is one prepared statement (cached per connection) and one round trip, and the server
+/// parses eight parameters instead of eight per row. The same `ON CONFLICT (id) DO NOTHING`
+/// as the portable insert: a replayed message keeps its one row.
+const INSERT_MESSAGES_UNNEST: &str = "INSERT INTO messages \
+     (id, group_id, room_offset, sender_id, sender_name, body, client_message_id, created_at) \
+     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], \
+     $6::text[], $7::text[], $8::timestamptz[]) \
+     ON CONFLICT (id) DO NOTHING";
+
+async fn insert_unnest(
+    pool: &sea_orm::sqlx::PgPool,
+    batch: &[std::sync::Arc<ChatMessage>],
+) -> Result<(), DbErr> {
+    let n = batch.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut group_ids = Vec::with_capacity(n);
+    let mut offsets = Vec::with_capacity(n);
+    let mut sender_ids = Vec::with_capacity(n);
+    let mut sender_names = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut client_ids = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    for m in batch {
+        ids.push(m.id);
+        group_ids.push(m.group_id);
+        offsets.push(m.offset as i64);
+        sender_ids.push(m.sender_id);
+        sender_names.push(m.sender_name.as_str());
+        bodies.push(m.body.as_str());
+        client_ids.push(Some(m.client_message_id.as_str()).filter(|c| !c.is_empty()));
+        created.push(m.created_at);
+    }
+    sea_orm::sqlx::query(INSERT_MESSAGES_UNNEST)
+        .bind(ids)
+        .bind(group_ids)
+        .bind(offsets)
+        .bind(sender_ids)
+        .bind(sender_names)
+        .bind(bodies)
+        .bind(client_ids)
+        .bind(created)
+        .execute(pool)
+        .await
+        .map_err(|err| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(err.into())))?;
+    Ok(())
 }
 
 /// A message of a batch that was not stored, and what became of it.
@@ -811,3 +878,6 @@ pub(crate) async fn test_group(store: &Store) -> Uuid {
         .expect("test group")
         .id
 }
+
+#[cfg(test)]
+mod tests;

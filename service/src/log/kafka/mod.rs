@@ -129,7 +129,10 @@ impl KafkaLog {
 }
 
 /// The idempotent producer: `acks=all`, and `message.timeout.ms` bounds how long a send may
-/// wait for Kafka.
+/// wait for Kafka. A message goes out at once (`linger.ms` 0 instead of librdkafka's 5 ms,
+/// which was most of a send's latency): under load the records that queue up while the
+/// requests in flight are answered still leave together, one request per partition leader,
+/// so batching comes from the load itself rather than from a wait.
 fn build_producer(
     brokers: &str,
     produce_timeout: Duration,
@@ -137,6 +140,7 @@ fn build_producer(
     client_config(brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("linger.ms", "0")
         .set(
             "message.timeout.ms",
             produce_timeout.as_millis().to_string(),
@@ -547,7 +551,10 @@ fn client_config(brokers: &str) -> ClientConfig {
         .set("bootstrap.servers", brokers)
         .set("client.id", "quickchat")
         // Back within a second of a broker's return, not librdkafka's default 10 s.
-        .set("reconnect.backoff.max.ms", "1000");
+        .set("reconnect.backoff.max.ms", "1000")
+        // Small requests (a produce of one record, its ack) leave at once instead of waiting
+        // for the previous segment's ACK (Nagle's algorithm, on by default in librdkafka).
+        .set("socket.nagle.disable", "true");
     config
 }
 
