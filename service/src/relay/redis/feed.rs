@@ -207,7 +207,7 @@ impl LocalRoom {
 
     fn send(&mut self, message: Arc<ChatMessage>) {
         self.advance(message.offset);
-        let _ = self.feed.send(RoomEvent::Message(message));
+        self.feed.send(RoomEvent::Message(message));
     }
 
     fn advance(&mut self, cursor: u64) {
