@@ -4,7 +4,7 @@
 //! A broadcast channel whose buffer holds only what some subscriber has not read yet and
 //! grows with it, up to the capacity, instead of a ring of `capacity` slots allocated when
 //! the room opens (`tokio::sync::broadcast`): an idle room costs a few hundred bytes
-//! however large the capacity, where the ring cost ~300 KiB per room at the default 4096.
+//! however large the capacity, where the ring cost ~150 KB per room at the default 4096.
 //! A subscriber that falls more than `capacity` events behind has lost the oldest ones: it
 //! is told once ([`Lagged`]) and goes on from the oldest event still kept.
 

@@ -476,10 +476,10 @@ impl Store {
     /// Stores a batch of messages in one transaction (on PostgreSQL in one statement, the
     /// columns bound as arrays: see [`INSERT_MESSAGES_UNNEST`]). A message already stored
     /// (same id) is skipped, so replays are harmless. If the batch is refused, rows are
-    /// retried one by one: a row the database itself refuses (its group was deleted meanwhile, its offset
-    /// is taken, or a value it cannot hold) is reported in the result — and, unless its
-    /// group is gone, kept in `dead_letters` with the reason — so that one bad row never
-    /// blocks the rows after it. Only failures to reach the database are returned as
+    /// retried one by one: a row the database itself refuses (its group was deleted
+    /// meanwhile, its offset is taken, or a value it cannot hold) is reported in the result
+    /// — and, unless its group is gone, kept in `dead_letters` with the reason — so that one
+    /// bad row never blocks the rows after it. Only failures to reach the database are returned as
     /// errors (the caller retries the batch).
     pub async fn insert_messages(
         &self,

@@ -16,17 +16,10 @@ async fn sqlite() -> Store {
 }
 
 fn message(group_id: Uuid, offset: u64, body: &str) -> Arc<ChatMessage> {
-    Arc::new(ChatMessage {
-        id: Uuid::now_v7(),
-        group_id,
-        offset,
-        sender_id: Uuid::new_v4(),
-        sender_name: "Ann".into(),
-        body: body.into(),
-        client_message_id: format!("c-{offset}"),
-        created_at: super::now(),
-        wire: Default::default(),
-    })
+    let mut message = (*crate::log::conformance::message(group_id, offset)).clone();
+    message.body = body.into();
+    message.client_message_id = format!("c-{offset}");
+    Arc::new(message)
 }
 
 async fn stored_bodies(store: &Store, group_id: Uuid) -> Vec<String> {
