@@ -40,6 +40,11 @@ pub struct Config {
     /// Each sweep step's rate is the previous one's times this.
     #[arg(long, default_value_t = 1.6)]
     pub sweep_factor: f64,
+    /// Steps after the sweep that halve (geometrically) the gap between the best step
+    /// within the bound and the first one above it, so the result is not off by up to a
+    /// whole sweep factor.
+    #[arg(long, default_value_t = 2)]
+    pub sweep_refine: usize,
     /// The fan-out sweeps' first rate (messages per second into the room).
     #[arg(long, default_value_t = 50.0)]
     pub sweep_start: f64,
@@ -164,6 +169,7 @@ impl Config {
     pub fn shrink(&mut self) {
         self.secs = 1.0;
         self.sweep_steps = 2;
+        self.sweep_refine = 1;
         self.sweep_start = 20.0;
         self.publishers = 2;
         self.fanout_subscribers = 10;

@@ -106,7 +106,7 @@ impl Default for Settings {
             relay_window: 1000,
             room_feed_capacity: 4096,
             log_capacity: 10_000,
-            persist_batch: 500,
+            persist_batch: 5000,
             redis: RedisSettings::default(),
             kafka: KafkaSettings::default(),
             persister_enabled: true,
@@ -527,7 +527,7 @@ pub struct ServerArgs {
         long,
         env = "QUICKCHAT_PERSIST_BATCH",
         value_parser = at_least_one,
-        default_value_t = 500
+        default_value_t = 5000
     )]
     pub persist_batch: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).

@@ -58,7 +58,7 @@ impl Scenario {
 
     /// Progress steps it takes at most (for the progress bar).
     pub fn steps(self, config: &Config) -> u64 {
-        let sweep = config.sweep_steps as u64;
+        let sweep = (config.sweep_steps + config.sweep_refine) as u64;
         match self {
             Scenario::Fanout => 3 + sweep,
             Scenario::Rooms => 3,
@@ -214,7 +214,9 @@ pub struct Load<'a> {
 
 /// Rates `start`, `start × factor`, … for up to `config.sweep_steps` steps, until two steps
 /// in a row are over the bound (p99 of delivery latency, or of ack latency with `acks`) or
-/// one loses messages; the best step is the highest within the bound.
+/// one loses messages; then `config.sweep_refine` steps between the best step within the
+/// bound and the first step above it (at their geometric mean, narrowing the gap each
+/// time). The best step is the highest within the bound.
 pub async fn sweep(
     clients: &mut dyn Clients,
     load: Load<'_>,
@@ -223,11 +225,6 @@ pub async fn sweep(
     progress: &Progress,
     label: &str,
 ) -> anyhow::Result<Sweep> {
-    let Load {
-        senders,
-        fanout,
-        acks,
-    } = load;
     let mut result = Sweep {
         best: None,
         flat_out: 0.0,
@@ -235,51 +232,87 @@ pub async fn sweep(
     };
     let mut rate = start;
     let mut over = 0;
+    // The lowest rate seen over the bound above the best one.
+    let mut above: Option<f64> = None;
     for step in 0..config.sweep_steps {
-        progress.step(&format!("{label}: sweep at {rate:.0} msgs/s"));
-        let phase = run_phase(clients, senders, fanout, rate, config.secs, acks).await?;
-        let throughput = if acks {
-            phase.acks_per_sec()
-        } else {
-            phase.deliveries_per_sec()
-        };
-        let h = if acks {
-            &phase.ack_latency
-        } else {
-            &phase.latency
-        };
-        if throughput > result.flat_out {
-            result.flat_out = throughput;
-            result.flat_out_p50 = percentiles_ms(h).map_or(0.0, |(p50, _, _)| p50);
-        }
-        let within = phase.complete(acks) && phase.p99_ms(acks) <= config.bound_ms;
-        progress.note(&format!(
-            "{label}: {rate:.0} msgs/s → {throughput:.0}/s, p99 {:.1} ms, {}",
-            phase.p99_ms(acks),
-            if within {
-                "within the bound"
-            } else {
-                "over the bound"
-            }
-        ));
+        let within = sweep_step(clients, &load, rate, config, progress, label, &mut result).await?;
         // One step over the bound may be a hiccup of a shared machine; a second in a row,
         // or a step that lost messages or could not drain, ends the sweep.
-        if within {
-            over = 0;
-        } else {
-            over += 1;
+        match within {
+            Some(true) => {
+                over = 0;
+                above = None;
+            }
+            _ => {
+                over += 1;
+                above = Some(above.map_or(rate, |a: f64| a.min(rate)));
+            }
         }
-        let complete = phase.complete(acks);
-        if within {
-            result.best = Some(phase);
-        }
-        if !complete || over >= 2 {
+        if within.is_none() || over >= 2 {
             progress.skip(config.sweep_steps as u64 - step as u64 - 1);
             break;
         }
         rate *= config.sweep_factor;
     }
+    for step in 0..config.sweep_refine {
+        let (Some(best), Some(high)) = (result.best.as_ref().map(|b| b.rate), above) else {
+            progress.skip((config.sweep_refine - step) as u64);
+            break;
+        };
+        let rate = (best * high).sqrt();
+        if sweep_step(clients, &load, rate, config, progress, label, &mut result).await?
+            != Some(true)
+        {
+            above = Some(rate);
+        }
+    }
     Ok(result)
+}
+
+/// One step of a sweep at `rate`: `Some(true)` when its p99 stayed within the bound (it is
+/// then the best step if none faster was), `Some(false)` when over it, `None` when it lost
+/// messages or could not drain.
+async fn sweep_step(
+    clients: &mut dyn Clients,
+    load: &Load<'_>,
+    rate: f64,
+    config: &Config,
+    progress: &Progress,
+    label: &str,
+    result: &mut Sweep,
+) -> anyhow::Result<Option<bool>> {
+    let acks = load.acks;
+    progress.step(&format!("{label}: sweep at {rate:.0} msgs/s"));
+    let phase = run_phase(clients, load.senders, load.fanout, rate, config.secs, acks).await?;
+    let throughput = if acks {
+        phase.acks_per_sec()
+    } else {
+        phase.deliveries_per_sec()
+    };
+    let h = if acks {
+        &phase.ack_latency
+    } else {
+        &phase.latency
+    };
+    if throughput > result.flat_out {
+        result.flat_out = throughput;
+        result.flat_out_p50 = percentiles_ms(h).map_or(0.0, |(p50, _, _)| p50);
+    }
+    let complete = phase.complete(acks);
+    let within = complete && phase.p99_ms(acks) <= config.bound_ms;
+    progress.note(&format!(
+        "{label}: {rate:.0} msgs/s → {throughput:.0}/s, p99 {:.1} ms, {}",
+        phase.p99_ms(acks),
+        if within {
+            "within the bound"
+        } else {
+            "over the bound"
+        }
+    ));
+    if within && result.best.as_ref().is_none_or(|b| b.rate < rate) {
+        result.best = Some(phase);
+    }
+    Ok(complete.then_some(within))
 }
 
 /// Latency rows (p50, p99, p99.9 in ms) for a phase.

@@ -4,10 +4,13 @@
 //! idempotent (`ON CONFLICT (id) DO NOTHING`), so a batch replayed after a crash never
 //! duplicates a row.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sea_orm::DbErr;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::metrics::Metrics;
 use crate::room::ChatMessage;
@@ -21,7 +24,9 @@ pub trait LogSource: Send + 'static {
     type Receipt: Send;
 
     /// Waits for the next batch of at most `max` messages; `None` once the log is closed and
-    /// drained.
+    /// drained. Must be cancel-safe: the persister gathers the next batch while the last
+    /// one is written, and drops the call to commit that one as soon as it is stored; no
+    /// message taken from the log may be lost with the dropped call.
     async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)>;
 
     /// The batch is done with: committed to the store, except `unstored` (dead-lettered, or
@@ -46,6 +51,12 @@ pub async fn run<S: LogSource>(source: S, store: Store, max_batch: usize) {
 
 /// [`run`], counting batches, messages and failures in `metrics`, where the source reports
 /// what it measures too (see [`LogSource::observe`]).
+///
+/// Batches are committed in the order they were read, each as soon as it and the ones
+/// before it are stored. While they are written the next one is gathered, and on
+/// PostgreSQL two are written at once (see [`writes_at_once`]), so reading the log, one
+/// batch's work in the database and another's wait for its commit to reach the disk
+/// overlap instead of taking turns.
 pub async fn run_observed<S: LogSource>(
     mut source: S,
     store: Store,
@@ -55,47 +66,116 @@ pub async fn run_observed<S: LogSource>(
     if let Some(metrics) = &metrics {
         source.observe(metrics);
     }
-    while let Some((batch, receipt)) = source.next_batch(max_batch.max(1)).await {
-        let mut backoff = Duration::from_millis(50);
-        let unstored = loop {
-            match store.insert_messages(&batch).await {
-                Ok(unstored) => {
-                    if let Some(metrics) = &metrics {
-                        metrics.batch_persisted(batch.len() - unstored.len());
+    let max_batch = max_batch.max(1);
+    let at_once = writes_at_once(&store);
+    let mut writing: VecDeque<Writing<S::Receipt>> = VecDeque::with_capacity(at_once);
+    loop {
+        let room = writing.len() < at_once;
+        let next = match writing.front_mut() {
+            None => source.next_batch(max_batch).await,
+            Some(oldest) if room => {
+                tokio::select! {
+                    biased;
+                    written = &mut oldest.task => {
+                        let w = writing.pop_front().expect("a batch is being written");
+                        finish(&mut source, &store, w, written, &metrics).await;
+                        continue;
                     }
-                    break unstored;
+                    next = source.next_batch(max_batch) => next,
                 }
-                Err(err) => {
-                    if let Some(metrics) = &metrics {
-                        metrics.persist_failed();
-                    }
-                    source.store_unreachable();
-                    tracing::warn!(error = %err, batch = batch.len(), "persisting messages failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            }
+            Some(oldest) => {
+                let written = (&mut oldest.task).await;
+                let w = writing.pop_front().expect("a batch is being written");
+                finish(&mut source, &store, w, written, &metrics).await;
+                continue;
             }
         };
-        for u in &unstored {
-            match &u.fate {
-                Fate::GroupGone => {
-                    if let Some(metrics) = &metrics {
-                        metrics.dropped_group_gone();
-                    }
-                    tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: its group was deleted");
-                }
-                Fate::Resent => {
-                    tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: a resend of one already stored");
-                }
-                Fate::DeadLettered(reason) => {
-                    if let Some(metrics) = &metrics {
-                        metrics.dead_lettered();
-                    }
-                    tracing::error!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, %reason, "the database refused a message; kept in dead_letters");
-                }
-            }
-        }
-        source.commit(receipt, &unstored).await;
+        let Some((batch, receipt)) = next else {
+            break;
+        };
+        let batch = Arc::new(batch);
+        let task = tokio::spawn({
+            let (store, batch) = (store.clone(), batch.clone());
+            async move { store.insert_messages(&batch).await }
+        });
+        writing.push_back(Writing {
+            batch,
+            receipt,
+            task,
+        });
+    }
+    while let Some(mut w) = writing.pop_front() {
+        let written = (&mut w.task).await;
+        finish(&mut source, &store, w, written, &metrics).await;
     }
     tracing::debug!("persister drained");
+}
+
+/// How many batches are written at once: two on PostgreSQL (while one waits for its commit
+/// to be flushed, the other is inserted), one on SQLite, which takes one writer at a time.
+fn writes_at_once(store: &Store) -> usize {
+    if store.backend() == "postgres" { 2 } else { 1 }
+}
+
+/// A batch whose first write is under way.
+struct Writing<R> {
+    batch: Arc<Vec<Arc<ChatMessage>>>,
+    receipt: R,
+    task: JoinHandle<Result<Vec<Unstored>, DbErr>>,
+}
+
+/// Completes a batch once its first write has ended: retries it until the store takes it,
+/// then reports what was not stored and commits it.
+async fn finish<S: LogSource>(
+    source: &mut S,
+    store: &Store,
+    w: Writing<S::Receipt>,
+    first: Result<Result<Vec<Unstored>, DbErr>, JoinError>,
+    metrics: &Option<Arc<Metrics>>,
+) {
+    let batch = w.batch;
+    let mut attempt =
+        first.unwrap_or_else(|err| Err(DbErr::Custom(format!("the batch write panicked: {err}"))));
+    let mut backoff = Duration::from_millis(50);
+    let unstored = loop {
+        match attempt {
+            Ok(unstored) => {
+                if let Some(metrics) = metrics {
+                    metrics.batch_persisted(batch.len() - unstored.len());
+                }
+                break unstored;
+            }
+            Err(err) => {
+                if let Some(metrics) = metrics {
+                    metrics.persist_failed();
+                }
+                source.store_unreachable();
+                tracing::warn!(error = %err, batch = batch.len(), "persisting messages failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt = store.insert_messages(&batch).await;
+            }
+        }
+    };
+    for u in &unstored {
+        match &u.fate {
+            Fate::GroupGone => {
+                if let Some(metrics) = metrics {
+                    metrics.dropped_group_gone();
+                }
+                tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: its group was deleted");
+            }
+            Fate::Resent => {
+                tracing::info!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, "message not stored: a resend of one already stored");
+            }
+            Fate::DeadLettered(reason) => {
+                if let Some(metrics) = metrics {
+                    metrics.dead_lettered();
+                }
+                tracing::error!(message_id = %u.message_id, group_id = %u.group_id, offset = u.offset, %reason, "the database refused a message; kept in dead_letters");
+            }
+        }
+    }
+    source.commit(w.receipt, &unstored).await;
 }

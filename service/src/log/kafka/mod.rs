@@ -56,6 +56,13 @@ use crate::store::Unstored;
 /// How long a batch waits for more records once its first one has arrived.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 
+/// librdkafka `fetch.wait.max.ms` of the persister's consumer, instead of 500 ms. A broker
+/// answers a fetch at once when it has records; tansu 0.6 sleeps half the wait after every
+/// fetch (`tansu-storage` `service/fetch.rs`), which held a consumer at ~57k records/s with
+/// the default against ~200k/s with 50 ms (BENCHMARKS.md). Idle, it costs 20 empty fetches a
+/// second per broker.
+const FETCH_WAIT: Duration = Duration::from_millis(50);
+
 /// Pause after a consumer error before polling again.
 const CONSUME_ERROR_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -241,6 +248,8 @@ pub struct KafkaSource {
     store_failed_at: Option<tokio::time::Instant>,
     /// See [`KafkaSettings::takeover_bound`].
     takeover_bound: Duration,
+    /// The batch being gathered.
+    gathering: Gathering,
 }
 
 /// How long a takeover waits for the store to answer before holding it unreachable.
@@ -274,6 +283,7 @@ impl KafkaSource {
             .set("group.id", &settings.consumer_group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", FETCH_WAIT.as_millis().to_string())
             .set(
                 "session.timeout.ms",
                 settings.session_timeout_ms.to_string(),
@@ -313,6 +323,7 @@ impl KafkaSource {
             store: None,
             store_failed_at: None,
             takeover_bound: settings.takeover_bound(),
+            gathering: Gathering::default(),
         })
     }
 
@@ -412,11 +423,11 @@ impl Drop for KafkaSource {
 impl LogSource for KafkaSource {
     type Receipt = KafkaReceipt;
 
+    /// Cancel-safe: a batch being gathered stays in the source (see [`Gathering`]) and the
+    /// next call goes on with it.
     async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, KafkaReceipt)> {
         let consumer = self.consumer.clone()?;
-        let mut messages = Vec::new();
-        let mut receipt = KafkaReceipt::default();
-        loop {
+        while self.gathering.records == 0 {
             let received = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => None,
@@ -437,10 +448,7 @@ impl LogSource for KafkaSource {
                     self.shut_down().await;
                     return None;
                 }
-                Some(Ok(record)) => {
-                    take(&record, &mut messages, &mut receipt);
-                    break;
-                }
+                Some(Ok(record)) => self.gathering.take(&record),
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, topic = %self.topic, "kafka consume failed; retrying");
                     tokio::select! {
@@ -450,14 +458,9 @@ impl LogSource for KafkaSource {
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
-        let mut records = 1;
-        while records < max {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(record)) => {
-                    take(&record, &mut messages, &mut receipt);
-                    records += 1;
-                }
+        while self.gathering.records < max {
+            match tokio::time::timeout_at(self.gathering.deadline, consumer.recv()).await {
+                Ok(Ok(record)) => self.gathering.take(&record),
                 Ok(Err(err)) => {
                     tracing::warn!(error = %err, topic = %self.topic, "kafka consume failed");
                     break;
@@ -465,7 +468,7 @@ impl LogSource for KafkaSource {
                 Err(_) => break,
             }
         }
-        Some((messages, receipt))
+        Some(std::mem::take(&mut self.gathering).into_batch())
     }
 
     /// Rows the store refused are already in the dead-letter table (or their group is
@@ -558,27 +561,58 @@ fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
-/// Adds a consumed record to a batch; a record that is not a message is skipped (and its
-/// offset still committed), so it cannot stop the persister.
-fn take(
-    record: &BorrowedMessage<'_>,
-    messages: &mut Vec<Arc<ChatMessage>>,
-    receipt: &mut KafkaReceipt,
-) {
-    let partition = record.partition();
-    let offset = record.offset();
-    match decode(record.payload().unwrap_or_default()) {
-        Ok(message) => messages.push(Arc::new(message)),
-        Err(err) => tracing::warn!(
-            error = %err,
-            topic = record.topic(),
-            partition,
-            offset,
-            "skipping a kafka record that is not a message"
-        ),
+/// The batch [`KafkaSource::next_batch`] is gathering: kept in the source, so a call that is
+/// dropped halfway (the persister stops waiting for it to commit the batch before) loses
+/// none of the records it had consumed.
+#[derive(Debug)]
+struct Gathering {
+    messages: Vec<Arc<ChatMessage>>,
+    receipt: KafkaReceipt,
+    /// Records taken, messages or not.
+    records: usize,
+    /// When the batch is handed out even if it is not full: [`BATCH_LINGER`] after its first
+    /// record.
+    deadline: tokio::time::Instant,
+}
+
+impl Default for Gathering {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            receipt: KafkaReceipt::default(),
+            records: 0,
+            deadline: tokio::time::Instant::now(),
+        }
     }
-    let next = receipt.next_offsets.entry(partition).or_default();
-    *next = (*next).max(offset + 1);
+}
+
+impl Gathering {
+    /// Adds a consumed record; a record that is not a message is skipped (and its offset
+    /// still committed), so it cannot stop the persister.
+    fn take(&mut self, record: &BorrowedMessage<'_>) {
+        if self.records == 0 {
+            self.deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        }
+        self.records += 1;
+        let partition = record.partition();
+        let offset = record.offset();
+        match decode(record.payload().unwrap_or_default()) {
+            Ok(message) => self.messages.push(Arc::new(message)),
+            Err(err) => tracing::warn!(
+                error = %err,
+                topic = record.topic(),
+                partition,
+                offset,
+                "skipping a kafka record that is not a message"
+            ),
+        }
+        let next = self.receipt.next_offsets.entry(partition).or_default();
+        *next = (*next).max(offset + 1);
+    }
+
+    fn into_batch(self) -> (Vec<Arc<ChatMessage>>, KafkaReceipt) {
+        (self.messages, self.receipt)
+    }
 }
 
 fn encode(m: &ChatMessage) -> Vec<u8> {

@@ -222,6 +222,50 @@ fn a_message_survives_encoding_exactly() {
     assert!(decode(b"\xff not protobuf").is_err());
 }
 
+/// The persister drops a `next_batch` call halfway whenever the batch before it is stored
+/// first (it commits that one, then calls again): what the dropped call had consumed must
+/// come with the next call. Reads are dropped every few milliseconds while records arrive
+/// one at a time, so most drops happen while a batch is being gathered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_dropped_halfway_loses_no_record() {
+    const COUNT: u64 = 150;
+    let brokers = brokers();
+    let settings = settings(1);
+    let log = KafkaLog::connect(&brokers, &settings).await.unwrap();
+    let mut source = KafkaSource::connect(&brokers, &settings, CancellationToken::new())
+        .await
+        .unwrap();
+    let room = Uuid::new_v4();
+    let appending = tokio::spawn(async move {
+        for offset in 1..=COUNT {
+            log.append(message(room, offset)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let mut read = Vec::new();
+    let (mut dropped, mut batches) = (0, 0);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while (read.len() as u64) < COUNT && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            batch = source.next_batch(1_000) => {
+                batches += 1;
+                read.extend(batch.expect("the source stopped").0.iter().map(|m| m.offset));
+            }
+            () = tokio::time::sleep(Duration::from_millis(3)) => dropped += 1,
+        }
+    }
+    appending.await.unwrap();
+    assert!(
+        batches > 1 && dropped > 1,
+        "{batches} batches, {dropped} dropped reads"
+    );
+    assert_eq!(
+        read,
+        (1..=COUNT).collect::<Vec<_>>(),
+        "every record once, in order, across {dropped} dropped reads"
+    );
+}
+
 #[tokio::test]
 async fn a_persister_stopped_before_committing_leaves_its_batch_to_the_next() {
     let brokers = brokers();
