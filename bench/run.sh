@@ -8,8 +8,9 @@
 #   bench/run.sh --help                            # every scenario, size and rate flag
 #   bench/run.sh --smoke                           # tiny sizes: proves the harness works (CI)
 #
-# Makes sure PostgreSQL and Redis (scripts/services.sh) and a Kafka-protocol broker
-# (scripts/kafka.sh) are up, installs the peer's npm packages (npm ci, pinned versions), and
+# Makes sure PostgreSQL and Redis (scripts/services.sh) are up, starts a fresh Kafka-protocol
+# broker of its own (scripts/kafka.sh on port 19192, unless QUICKCHAT_TEST_KAFKA_BROKERS
+# names one), installs the peer's npm packages (npm ci, pinned versions), and
 # builds quickchat-server and the load generator (quickchat-bench) once, in release mode —
 # for --smoke in the dev profile the test command has mostly built already, since a smoke
 # run measures nothing. Each run uses a fresh database (dropped afterwards) and prefixes its
@@ -24,6 +25,19 @@ done
 
 services="$(scripts/services.sh)"
 eval "$services"
+# Unless a broker is given, the benchmarks get their own tansu, started afresh for every
+# run: tansu keeps every record in memory as one object per produced batch, and its fetches
+# list them, so a broker that has held many runs (or test suites) answers ever slower.
+if [[ -z "${QUICKCHAT_TEST_KAFKA_BROKERS:-}" ]]; then
+  export QUICKCHAT_TEST_KAFKA_PORT=19192
+  pidfile="target/tansu/broker-$QUICKCHAT_TEST_KAFKA_PORT.pid"
+  if [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
+    for _ in $(seq 1 50); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$QUICKCHAT_TEST_KAFKA_PORT") 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+fi
 QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
 export QUICKCHAT_TEST_KAFKA_BROKERS
 

@@ -87,13 +87,13 @@ pub struct Config {
     pub cross_subscribers: usize,
 
     /// persist: messages produced to Kafka, then drained into PostgreSQL.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub persist_messages: u64,
     /// persist: rooms they are sent to (one sender each).
     #[arg(long, default_value_t = 10)]
     pub persist_rooms: usize,
     /// persist: sends per second while producing them.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 4000.0)]
     pub persist_send_rate: f64,
     /// persist: sends per second in the phase with the persister running.
     #[arg(long, default_value_t = 1000.0)]
