@@ -53,10 +53,10 @@ pub async fn run<S: LogSource>(source: S, store: Store, max_batch: usize) {
 /// what it measures too (see [`LogSource::observe`]).
 ///
 /// Batches are committed in the order they were read, each as soon as it and the ones
-/// before it are stored. While they are written the next one is gathered, and on
-/// PostgreSQL two are written at once (see [`writes_at_once`]), so reading the log, one
-/// batch's work in the database and another's wait for its commit to reach the disk
-/// overlap instead of taking turns.
+/// before it are stored. On PostgreSQL up to two are written at once while the next one is
+/// gathered (see [`writes_at_once`]), so reading the log, one batch's work in the database
+/// and another's wait for its commit to reach the disk overlap instead of taking turns; on
+/// SQLite a batch is read, written and committed in turn.
 pub async fn run_observed<S: LogSource>(
     mut source: S,
     store: Store,
