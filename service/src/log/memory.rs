@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::persister::LogSource;
+use super::persister::{LogSource, MAX_BATCH_BYTES, batch_bytes};
 use super::{LogError, MessageLog};
 use crate::room::ChatMessage;
 use crate::store::{Fate, Unstored};
@@ -72,11 +72,13 @@ impl LogSource for InProcessSource {
 
     async fn next_batch(&mut self, max: usize) -> Option<(Vec<Arc<ChatMessage>>, Self::Receipt)> {
         let first = self.queue.recv().await?;
+        let mut bytes = batch_bytes(&first.message);
         let mut receipt = vec![(first.message.id, first.persisted)];
         let mut messages = vec![first.message];
-        while messages.len() < max {
+        while messages.len() < max && bytes < MAX_BATCH_BYTES {
             match self.queue.try_recv() {
                 Ok(entry) => {
+                    bytes += batch_bytes(&entry.message);
                     receipt.push((entry.message.id, entry.persisted));
                     messages.push(entry.message);
                 }
@@ -115,4 +117,37 @@ mod tests {
     }
 
     crate::log_conformance_suite!(log);
+
+    /// A backlog of the longest messages is handed out in batches of about
+    /// [`MAX_BATCH_BYTES`], not of `--persist-batch` messages, and in order.
+    #[tokio::test]
+    async fn a_batch_of_long_messages_stops_at_the_byte_bound() {
+        const COUNT: usize = 2_000;
+        let (log, mut source) = InProcessLog::new(COUNT);
+        let log = Arc::new(log);
+        let group_id = Uuid::new_v4();
+        let long = "x".repeat(crate::domain::MessageBody::MAX_CHARS);
+        for offset in 1..=COUNT as u64 {
+            let mut m = (*crate::log::conformance::message(group_id, offset)).clone();
+            m.body = long.clone();
+            let log = log.clone();
+            tokio::spawn(async move { log.append(Arc::new(m)).await });
+        }
+        while source.queue.len() < COUNT {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut offsets = Vec::new();
+        while offsets.len() < COUNT {
+            let (batch, _) = source.next_batch(5_000).await.unwrap();
+            let bytes: usize = batch.iter().map(|m| batch_bytes(m)).sum();
+            let last = batch_bytes(batch.last().unwrap());
+            assert!(
+                bytes - last < MAX_BATCH_BYTES,
+                "a batch of {} messages holds {bytes} bytes",
+                batch.len()
+            );
+            offsets.extend(batch.iter().map(|m| m.offset));
+        }
+        assert_eq!(offsets, (1..=COUNT as u64).collect::<Vec<_>>());
+    }
 }

@@ -18,12 +18,24 @@ use crate::store::{Fate, Store, Unstored};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Most text a batch gathers, whatever `--persist-batch` allows: 5 000 messages at the
+/// longest body would make one statement of about 80 MB, and three batches can be alive at
+/// once (two written, one gathered). Ordinary traffic stays far below it (5 000 messages
+/// of 100 bytes are about 1 MB).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// What a message counts towards [`MAX_BATCH_BYTES`]: its text.
+pub fn batch_bytes(m: &ChatMessage) -> usize {
+    m.body.len() + m.sender_name.len() + m.client_message_id.len()
+}
+
 #[async_trait]
 pub trait LogSource: Send + 'static {
     /// What [`LogSource::commit`] needs to acknowledge a batch.
     type Receipt: Send;
 
-    /// Waits for the next batch of at most `max` messages; `None` once the log is closed and
+    /// Waits for the next batch of at most `max` messages, which stops growing once it
+    /// holds [`MAX_BATCH_BYTES`] (see [`batch_bytes`]); `None` once the log is closed and
     /// drained. Must be cancel-safe: the persister gathers the next batch while the last
     /// one is written, and drops the call to commit that one as soon as it is stored; no
     /// message taken from the log may be lost with the dropped call.

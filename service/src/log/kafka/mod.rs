@@ -47,7 +47,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use self::lag::{MetricsSlot, Monitor};
-use super::persister::LogSource;
+use super::persister::{LogSource, MAX_BATCH_BYTES, batch_bytes};
 use super::{LogError, MessageLog};
 use crate::metrics::Metrics;
 use crate::room::ChatMessage;
@@ -458,7 +458,7 @@ impl LogSource for KafkaSource {
                 }
             }
         }
-        while self.gathering.records < max {
+        while self.gathering.records < max && self.gathering.bytes < MAX_BATCH_BYTES {
             match tokio::time::timeout_at(self.gathering.deadline, consumer.recv()).await {
                 Ok(Ok(record)) => self.gathering.take(&record),
                 Ok(Err(err)) => {
@@ -570,6 +570,8 @@ struct Gathering {
     receipt: KafkaReceipt,
     /// Records taken, messages or not.
     records: usize,
+    /// What the messages count towards [`MAX_BATCH_BYTES`].
+    bytes: usize,
     /// When the batch is handed out even if it is not full: [`BATCH_LINGER`] after its first
     /// record.
     deadline: tokio::time::Instant,
@@ -581,6 +583,7 @@ impl Default for Gathering {
             messages: Vec::new(),
             receipt: KafkaReceipt::default(),
             records: 0,
+            bytes: 0,
             deadline: tokio::time::Instant::now(),
         }
     }
@@ -597,7 +600,10 @@ impl Gathering {
         let partition = record.partition();
         let offset = record.offset();
         match decode(record.payload().unwrap_or_default()) {
-            Ok(message) => self.messages.push(Arc::new(message)),
+            Ok(message) => {
+                self.bytes += batch_bytes(&message);
+                self.messages.push(Arc::new(message));
+            }
             Err(err) => tracing::warn!(
                 error = %err,
                 topic = record.topic(),
