@@ -28,17 +28,7 @@ eval "$services"
 # Unless a broker is given, the benchmarks get their own tansu, started afresh for every
 # run: tansu keeps every record in memory as one object per produced batch, and its fetches
 # list them, so a broker that has held many runs (or test suites) answers ever slower.
-if [[ -z "${QUICKCHAT_TEST_KAFKA_BROKERS:-}" ]]; then
-  export QUICKCHAT_TEST_KAFKA_PORT=19192
-  pidfile="target/tansu/broker-$QUICKCHAT_TEST_KAFKA_PORT.pid"
-  if [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
-    for _ in $(seq 1 50); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$QUICKCHAT_TEST_KAFKA_PORT") 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-fi
-QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
+QUICKCHAT_TEST_KAFKA_BROKERS="$(QUICKCHAT_TEST_KAFKA_PORT=19192 scripts/kafka.sh --fresh)"
 export QUICKCHAT_TEST_KAFKA_BROKERS
 
 # The peer's packages, exactly as locked (again whenever the lock file changes).

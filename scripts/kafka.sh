@@ -6,6 +6,7 @@
 # QUICKCHAT_TEST_KAFKA_BROKERS is set. The broker's log goes to target/tansu/.
 #
 #   export QUICKCHAT_TEST_KAFKA_BROKERS="$(scripts/kafka.sh)"
+#   scripts/kafka.sh --fresh      # stops the broker this script started on the port first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,11 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 # One caller at a time from here, so two concurrent runs cannot start two brokers.
 exec 9>"$state_dir/lock"
 flock 9
+
+pidfile="$state_dir/broker-$port.pid"
+if [[ "${1:-}" == "--fresh" && -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
+  for _ in $(seq 1 50); do listening || break; sleep 0.1; done
+fi
 
 if ! listening; then
   tansu="$(command -v tansu || true)"
@@ -45,7 +51,7 @@ if ! listening; then
     --advertised-listener-url "tcp://$address" \
     --storage-engine memory://tansu/ \
     >"$log" 2>&1 </dev/null 9>&- &
-  echo $! >"$state_dir/broker-$port.pid"
+  echo $! >"$pidfile"
 
   for _ in $(seq 1 100); do listening && break; sleep 0.1; done
 fi

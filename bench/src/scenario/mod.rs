@@ -245,7 +245,7 @@ pub async fn sweep(
             }
             _ => {
                 over += 1;
-                above = Some(above.map_or(rate, |a: f64| a.min(rate)));
+                above.get_or_insert(rate);
             }
         }
         if within.is_none() || over >= 2 {

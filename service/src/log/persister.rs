@@ -96,10 +96,8 @@ pub async fn run_observed<S: LogSource>(
                     next = source.next_batch(max_batch) => next,
                 }
             }
-            Some(oldest) => {
-                let written = (&mut oldest.task).await;
-                let w = writing.pop_front().expect("a batch is being written");
-                finish(&mut source, &store, w, written, &metrics).await;
+            Some(_) => {
+                finish_oldest(&mut writing, &mut source, &store, &metrics).await;
                 continue;
             }
         };
@@ -117,9 +115,8 @@ pub async fn run_observed<S: LogSource>(
             task,
         });
     }
-    while let Some(mut w) = writing.pop_front() {
-        let written = (&mut w.task).await;
-        finish(&mut source, &store, w, written, &metrics).await;
+    while !writing.is_empty() {
+        finish_oldest(&mut writing, &mut source, &store, &metrics).await;
     }
     tracing::debug!("persister drained");
 }
@@ -135,6 +132,19 @@ struct Writing<R> {
     batch: Arc<Vec<Arc<ChatMessage>>>,
     receipt: R,
     task: JoinHandle<Result<Vec<Unstored>, DbErr>>,
+}
+
+/// Waits for the first write of the oldest batch being written, then [`finish`]es it.
+async fn finish_oldest<S: LogSource>(
+    writing: &mut VecDeque<Writing<S::Receipt>>,
+    source: &mut S,
+    store: &Store,
+    metrics: &Option<Arc<Metrics>>,
+) {
+    if let Some(mut w) = writing.pop_front() {
+        let written = (&mut w.task).await;
+        finish(source, store, w, written, metrics).await;
+    }
 }
 
 /// Completes a batch once its first write has ended: retries it until the store takes it,
