@@ -136,11 +136,14 @@ async fn a_takeover_happens_only_when_the_store_answers() {
             .find(|l| l.starts_with("quickchat_persister_takeover_rejoins_total"))
             .and_then(|l| l.rsplit_once(' '))
             .map(|(_, n)| n.to_owned());
-        assert_eq!(
-            rejoins.as_deref(),
-            Some(if store_up { "1" } else { "0" }),
-            "store up: {store_up}"
-        );
+        // With the store up, the watchdog may ask once more on its own when the group's
+        // join takes longer than the takeover bound (a loaded machine): at least the one.
+        let rejoins: u64 = rejoins.expect("the rejoin counter").parse().unwrap();
+        if store_up {
+            assert!(rejoins >= 1, "store up: no rejoin");
+        } else {
+            assert_eq!(rejoins, 0, "store down: rejoined anyway");
+        }
     }
 }
 
