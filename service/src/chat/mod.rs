@@ -1,13 +1,14 @@
 //! The chat hub: rooms as clients see them. It authorises callers for a room, sends
 //! messages (rate limit → relay assigns the offset and fans out → log makes it durable →
-//! ack), relays typing, serves history, and opens room streams ([`stream`]: the pump that
+//! ack), relays typing, serves history, and opens room streams ([`stream`]: the reader that
 //! turns the relay's feed into one client's events, and the commands a `Chat` client sends),
-//! each stream's events queued for the API edge in [`outbound`].
+//! each stream's events handed to the API edge by [`outbound`].
 
 pub mod outbound;
 pub mod stream;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +103,9 @@ pub struct ChatHub {
     send_limits: TokenBuckets<(Uuid, Uuid)>,
     typing_limits: TokenBuckets<(Uuid, Uuid)>,
     shutdown: CancellationToken,
+    /// Set just before `shutdown` is cancelled: a stream checks it on every read, which
+    /// costs less than polling the token.
+    stopping: AtomicBool,
     metrics: Arc<Metrics>,
     open_streams: Arc<Mutex<HashMap<StreamOwner, usize>>>,
     /// Streams open on this node per room, for the operators' overview.
@@ -148,6 +152,7 @@ impl ChatHub {
             typing_limits: TokenBuckets::new(1.0, 1),
             settings,
             shutdown,
+            stopping: AtomicBool::new(false),
             open_streams: Arc::default(),
             room_streams: Arc::default(),
         }
@@ -180,7 +185,13 @@ impl ChatHub {
 
     /// Ends every open stream with `UNAVAILABLE` so clients reconnect elsewhere.
     pub fn shut_down(&self) {
+        self.stopping.store(true, Ordering::Release);
         self.shutdown.cancel();
+    }
+
+    /// Whether [`ChatHub::shut_down`] has run.
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Completes once the hub is shut down.

@@ -1,6 +1,7 @@
-//! The queue between a room stream's producers (the pump and, on `Chat`, the commands
-//! handler) and the API edge. Producers push [`Outgoing`] events into a bounded queue;
-//! [`EventStream`] yields them to the edge, which encodes them. A full queue means the
+//! What a room stream sends, as the API edge reads it: [`EventStream`] yields the room's
+//! events, read from the room by its [`RoomReader`] when the edge asks for the next one, and
+//! what the `Chat` commands handler pushes into a bounded queue through [`Outbound`]
+//! (answers that do not wait for a place in the room, refusals). A full queue means the
 //! client is not reading: the stream is ended ([`StreamEnd::SlowReader`]) instead of letting
 //! memory grow. An ending other than [`StreamEnd::Left`] (deleted group, shutdown, slow
 //! consumer) overtakes whatever is still queued.
@@ -14,6 +15,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::stream::RoomReader;
 use crate::error::ApiError;
 use crate::room::{ChatMessage, Participant};
 
@@ -92,15 +94,18 @@ pub struct Outbound {
 pub fn channel(capacity: usize) -> (Outbound, EventStream) {
     let (queue, rx) = mpsc::channel(capacity.max(1));
     let (end, end_rx) = oneshot::channel();
+    let ended = CancellationToken::new();
     (
         Outbound {
             queue,
             end: Arc::new(Mutex::new(Some(end))),
-            ended: CancellationToken::new(),
+            ended: ended.clone(),
         },
         EventStream {
-            queue: rx,
+            queue: Some(rx),
             end: Some(end_rx),
+            room: None,
+            ended,
             draining: false,
             finished: false,
         },
@@ -143,13 +148,45 @@ impl Outbound {
     }
 }
 
-/// What the API edge sends: the queued events, then the ending unless the client left.
+/// What the API edge sends: the room's events and the queued ones, then the ending unless
+/// the client left.
 pub struct EventStream {
-    queue: mpsc::Receiver<Outgoing>,
+    /// `None` once every [`Outbound`] is gone.
+    queue: Option<mpsc::Receiver<Outgoing>>,
     end: Option<oneshot::Receiver<StreamEnd>>,
-    /// The client left: send what is queued, then finish.
+    /// `None` before the stream is in its room, and once it has ended (which lets the room
+    /// go).
+    room: Option<Box<RoomReader>>,
+    /// Tells the producers the stream is over.
+    ended: CancellationToken,
+    /// The client left: send what is owed, then finish.
     draining: bool,
     finished: bool,
+}
+
+impl EventStream {
+    /// The stream with the room's events read by `reader`.
+    pub(super) fn reading(mut self, reader: RoomReader) -> Self {
+        self.room = Some(Box::new(reader));
+        self
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.room = None;
+        self.ended.cancel();
+    }
+
+    fn poll_queue(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        let Some(queue) = self.queue.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = queue.poll_recv(cx);
+        if let Poll::Ready(None) = polled {
+            self.queue = None;
+        }
+        polled
+    }
 }
 
 impl Stream for EventStream {
@@ -166,23 +203,37 @@ impl Stream for EventStream {
                     self.draining = true;
                 }
                 Poll::Ready(Ok(why)) => {
-                    self.finished = true;
+                    self.finish();
                     return Poll::Ready(Some(Err(why)));
                 }
-                // Every producer is gone without a verdict: drain the queue, then end.
+                // Every producer is gone without a verdict.
                 Poll::Ready(Err(_)) => self.end = None,
                 Poll::Pending => {}
             }
         }
-        match self.queue.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
-            Poll::Ready(None) => {
-                self.finished = true;
-                Poll::Ready(None)
+        let queue = self.poll_queue(cx);
+        if let Poll::Ready(Some(event)) = queue {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        let draining = self.draining;
+        let Some(room) = self.room.as_mut() else {
+            // Not in a room: the queue is all there is.
+            if queue.is_ready() || self.draining {
+                self.finish();
+                return Poll::Ready(None);
             }
-            Poll::Pending if self.draining => {
-                self.finished = true;
-                Poll::Ready(None)
+            return Poll::Pending;
+        };
+        // Once the client has left, only what it is owed: the answers to its sends.
+        if draining && !room.owes_answers() {
+            self.finish();
+            return Poll::Ready(None);
+        }
+        match room.poll_next(cx) {
+            Poll::Ready(Ok(event)) => Poll::Ready(Some(Ok(event))),
+            Poll::Ready(Err(why)) => {
+                self.finish();
+                Poll::Ready(Some(Err(why)))
             }
             Poll::Pending => Poll::Pending,
         }

@@ -3,33 +3,40 @@
 //! room, work out the recovery backlog, mark the caller present, and hand back the
 //! [`EventStream`] the API edge sends.
 //!
-//! - Server to client, one [`Pump`] task per stream: `joined`, the backlog, then the room's
-//!   live events in offset order (gaps filled from the relay or the store, never skipped),
-//!   until the client leaves, the group is deleted, the member is removed (or leaves, or
-//!   the group's member tokens are revoked), the client reads too slowly or the server
-//!   shuts down ([`StreamEnd`] says which).
+//! - Server to client, a [`RoomReader`] read by the [`EventStream`] itself, in the task
+//!   that writes the response: `joined`, the backlog, then the room's live events in
+//!   offset order (gaps filled from the relay or the store, never skipped), until the
+//!   client leaves, the group is deleted, the member is removed (or leaves, or the group's
+//!   member tokens are revoked), the client reads too slowly or the server shuts down
+//!   ([`StreamEnd`] says which). An event costs a subscriber one wake of that task: no
+//!   task or queue of its own in between.
 //! - Client to server, on `Chat` only, one [`run_commands`] task: sends (answered in the
-//!   room's order, see [`PendingSends`]) and typing. It is a task of its own rather than a
-//!   branch of the pump's `select!` because a send waits for durability (up to the append
-//!   timeout) while the pump keeps delivering, and the pump itself waits for a send's answer
-//!   when it reaches that send's message.
+//!   room's order, see [`PendingSends`]) and typing. A send waits for durability (up to
+//!   the append timeout) while the reader keeps delivering, and the reader waits for a
+//!   send's answer when it reaches that send's message.
 //!
-//! Both end together: the pump's end closes the queue, which stops `run_commands`; the
-//! client leaving ends the queue after what it holds.
+//! Both end together: the stream's end stops `run_commands`; the client leaving ends the
+//! stream once its sends are answered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use uuid::Uuid;
 
 use super::outbound::{self, EventStream, Gone, Outbound, Outgoing, StreamEnd};
 use super::{ChatHub, Placed, relay_error};
 use crate::auth::MemberPrincipal;
 use crate::error::ApiError;
-use crate::relay::Subscription;
+use crate::relay::Lagged;
+use crate::relay::room_feed::FeedReceiver;
 use crate::room::{ChatMessage, Participant, Position, RoomEvent};
 
 /// What a client asks for on its `Chat` stream after joining.
@@ -46,7 +53,7 @@ pub enum Command {
 
 /// Sends on one `Chat` stream that have been published but not yet answered. The sender
 /// gets an `ack` (or `send_rejected`) instead of the `message` event, at the place the
-/// message holds in the room's order: when the pump reaches such a message it waits for the
+/// message holds in the room's order: when the reader reaches such a message it waits for the
 /// send's answer and delivers that instead.
 #[derive(Clone, Default)]
 pub struct PendingSends(Arc<Mutex<HashMap<String, oneshot::Receiver<Outgoing>>>>);
@@ -104,21 +111,12 @@ impl Drop for RoomStreamCount {
     }
 }
 
-/// A stream's place in its room's presence: [`PresenceGuard::leave`] gives it up (and
-/// announces the member leaving if it was their last stream); dropped without that, it
-/// leaves in a task of its own.
+/// A stream's place in its room's presence: dropped, it gives it up (and announces the
+/// member leaving if it was their last stream) in a task of its own.
 struct PresenceGuard {
     hub: Option<Arc<ChatHub>>,
     group_id: Uuid,
     who: Participant,
-}
-
-impl PresenceGuard {
-    async fn leave(mut self) {
-        if let Some(hub) = self.hub.take() {
-            leave_presence(hub, self.group_id, self.who.clone()).await;
-        }
-    }
 }
 
 impl Drop for PresenceGuard {
@@ -187,16 +185,16 @@ impl ChatHub {
     ) -> Result<EventStream, ApiError> {
         let (out, events) = outbound::channel(self.settings.outbound_capacity);
         let pending = PendingSends::default();
-        self.open(
-            who.clone(),
-            member,
-            client,
-            group_id,
-            since,
-            out.clone(),
-            Some(pending.clone()),
-        )
-        .await?;
+        let reader = self
+            .open(
+                who.clone(),
+                member,
+                client,
+                group_id,
+                since,
+                Some(pending.clone()),
+            )
+            .await?;
         tokio::spawn(run_commands(
             self.clone(),
             who,
@@ -205,7 +203,7 @@ impl ChatHub {
             out,
             pending,
         ));
-        Ok(events)
+        Ok(events.reading(reader))
     }
 
     /// Opens `who`'s read-only stream of the room (`Subscribe`, for gRPC-web clients that
@@ -218,18 +216,18 @@ impl ChatHub {
         group_id: Uuid,
         since: Option<Position>,
     ) -> Result<EventStream, ApiError> {
-        let (out, events) = outbound::channel(self.settings.outbound_capacity);
-        self.open(who, member, client, group_id, since, out, None)
+        let (_, events) = outbound::channel(self.settings.outbound_capacity);
+        let reader = self
+            .open(who, member, client, group_id, since, None)
             .await?;
-        Ok(events)
+        Ok(events.reading(reader))
     }
 
-    /// Opens `who`'s stream of the room: sends `joined`, the recovery backlog after `since`,
-    /// then live events until the client leaves, the group is deleted, the client reads too
-    /// slowly, or the server shuts down. Returns once the stream is set up; a task pumps it.
+    /// Opens `who`'s stream of the room: its reader yields `joined`, the recovery backlog
+    /// after `since`, then live events until the group is deleted, the client reads too
+    /// slowly, or the server shuts down. Returns once the stream is set up.
     /// `client` is the caller's address as per-client limits count it; `member` is the
     /// member token the stream was opened with (`None` for the owner).
-    #[allow(clippy::too_many_arguments)]
     async fn open(
         self: &Arc<Self>,
         who: Participant,
@@ -237,9 +235,8 @@ impl ChatHub {
         client: &str,
         group_id: Uuid,
         since: Option<Position>,
-        out: Outbound,
         pending: Option<PendingSends>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<RoomReader, ApiError> {
         let slot = self.take_stream_slot(who.id, client)?;
         let subscription = self.relay.subscribe(group_id).await.map_err(relay_error)?;
         // Checked again now that the stream hears the room, from the store: a removal or
@@ -284,33 +281,36 @@ impl ChatHub {
         let online = self.presence.online(group_id).await.map_err(relay_error)?;
         tracing::info!(%group_id, participant = %who.id, recovered, backlog = backlog.len(), "room stream opened");
 
-        let hub = self.clone();
-        let joined = Outgoing::Joined {
+        let mut events = subscription.events;
+        // A client that falls this far behind the room is a slow consumer.
+        events.bound_lag(self.settings.outbound_capacity);
+        let mut first = VecDeque::with_capacity(1 + backlog.len());
+        first.push_back(Outgoing::Joined {
             epoch: subscription.epoch.clone(),
             offset: subscription.head,
             recovered,
             online,
-        };
-        let counted = RoomStreamCount::open(&self.room_streams, group_id);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _counted = counted;
-            let pump = Pump {
-                hub: hub.clone(),
-                group_id,
-                is_member: member.is_some(),
-                who: who.clone(),
-                out,
-                pending,
-                last,
-            };
-            hub.metrics.stream_opened();
-            pump.run(joined, backlog, subscription).await;
-            hub.metrics.stream_closed();
-            presence.leave().await;
-            tracing::info!(%group_id, participant = %who.id, "room stream closed");
         });
-        Ok(())
+        first.extend(backlog.into_iter().map(Outgoing::Message));
+        self.metrics.stream_opened();
+        Ok(RoomReader {
+            hub: self.clone(),
+            group_id,
+            is_member: member.is_some(),
+            who,
+            pending,
+            last,
+            epoch: subscription.epoch,
+            events,
+            first,
+            forwarding: VecDeque::new(),
+            waiting: None,
+            shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
+            shutdown_waker: None,
+            _slot: slot,
+            _counted: RoomStreamCount::open(&self.room_streams, group_id),
+            _presence: presence,
+        })
     }
 
     /// Counts a new stream of `participant` from `client`, or refuses it when either
@@ -350,7 +350,7 @@ impl ChatHub {
 
     /// The first half of a send on a `Chat` stream: registers it to be answered in the
     /// room's order (see [`PendingSends`]) and places its message in the room. Without a
-    /// client id the server picks one, so that the pump can recognise the message.
+    /// client id the server picks one, so that the reader can recognise the message.
     async fn place_on_stream(
         &self,
         who: &Participant,
@@ -404,14 +404,14 @@ impl ChatHub {
         };
         match answer {
             Some(answer) if in_order => {
-                // The pump delivers it when it reaches the message (or has already taken it).
+                // The reader delivers it when it reaches the message (or has already taken it).
                 let _ = answer.send(event);
                 Ok(())
             }
             // No new message will come for it (a duplicate, or refused before it reached
-            // the room): answer now — unless the pump already took this send's slot because
+            // the room): answer now — unless the reader already took this send's slot because
             // the original message (sent earlier with the same id, e.g. before a reconnect)
-            // reached it; then the pump answers in its place.
+            // reached it; then the reader answers in its place.
             Some(answer) => match pending.take(&client_message_id) {
                 Some(_) => out.push(event),
                 None => {
@@ -513,159 +513,208 @@ pub async fn run_commands(
     }
 }
 
-/// Feeds one client from the room.
-struct Pump {
+/// One client's events from the room, read by its [`EventStream`] whenever the API edge
+/// asks for more (no task or queue in between): `joined` and the backlog first, then the
+/// room's live events in offset order (gaps filled from the relay or the store, never
+/// skipped), this stream's own sends answered in their messages' places. Dropped, it gives
+/// up the stream's place in the room (its slot, its count, its presence).
+pub struct RoomReader {
     hub: Arc<ChatHub>,
     group_id: Uuid,
     /// Opened with a member token (not the owner's access token): ends when the group's
     /// member tokens are revoked.
     is_member: bool,
     who: Participant,
-    out: Outbound,
     pending: Option<PendingSends>,
     /// Offset of the last message this client has (or was told it has).
     last: u64,
+    epoch: String,
+    events: FeedReceiver,
+    /// Delivered before anything from the feed: `joined`, then the backlog.
+    first: VecDeque<Outgoing>,
+    /// Messages to deliver, in order, before reading the feed again (a filled gap).
+    forwarding: VecDeque<Arc<ChatMessage>>,
+    waiting: Option<Waiting>,
+    /// Wakes the reader when the server shuts down; polled again only for a new task.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown_waker: Option<Waker>,
+    _slot: StreamSlot,
+    _counted: RoomStreamCount,
+    _presence: PresenceGuard,
 }
 
-impl Pump {
-    async fn run(
-        mut self,
-        joined: Outgoing,
-        backlog: Vec<Arc<ChatMessage>>,
-        mut subscription: Subscription,
-    ) {
-        if self.out.push_wait(joined).await.is_err() {
-            return;
+/// What a reader waits for before it reads on.
+enum Waiting {
+    /// The missing messages before `then`, from the relay's window or the store.
+    Fill {
+        fill: BoxFuture<'static, Result<Option<Vec<Arc<ChatMessage>>>, ApiError>>,
+        then: Arc<ChatMessage>,
+    },
+    /// The answer to this stream's own send of `message`, delivered in its place.
+    Answer {
+        answer: oneshot::Receiver<Outgoing>,
+        message: Arc<ChatMessage>,
+    },
+}
+
+/// What one event from the feed comes to.
+enum Step {
+    Deliver(Outgoing),
+    End(StreamEnd),
+    Skip,
+}
+
+impl RoomReader {
+    /// The next event for the client, or why the stream ends.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outgoing, StreamEnd>> {
+        if let Some(event) = self.first.pop_front() {
+            return Poll::Ready(Ok(event));
         }
-        for message in backlog {
-            if self
-                .out
-                .push_wait(Outgoing::Message(message))
-                .await
-                .is_err()
-            {
-                return;
+        if self.hub.is_stopping() {
+            return Poll::Ready(Err(StreamEnd::ShuttingDown));
+        }
+        if !self
+            .shutdown_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            if self.shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(StreamEnd::ShuttingDown));
             }
+            self.shutdown_waker = Some(cx.waker().clone());
         }
-        let shutdown = self.hub.shutdown.clone();
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    self.out.end(StreamEnd::ShuttingDown);
-                    return;
+            match &mut self.waiting {
+                Some(Waiting::Answer { answer, message }) => {
+                    let event = match ready!(Pin::new(answer).poll(cx)) {
+                        Ok(event) => event,
+                        // No answer will come (the request handler is gone): show the
+                        // message as is.
+                        Err(_) => Outgoing::Message(message.clone()),
+                    };
+                    self.waiting = None;
+                    return Poll::Ready(Ok(event));
                 }
-                _ = self.out.closed() => return,
-                event = subscription.events.next() => event,
-            };
-            let result = match event {
-                None => {
-                    self.out.end(StreamEnd::FeedEnded);
-                    return;
+                Some(Waiting::Fill { fill, then }) => {
+                    let filled = ready!(fill.as_mut().poll(cx));
+                    let then = then.clone();
+                    self.waiting = None;
+                    let Ok(Some(missing)) = filled else {
+                        return Poll::Ready(Err(StreamEnd::Missed));
+                    };
+                    self.forwarding.extend(missing);
+                    self.forwarding.push_back(then);
                 }
-                Some(Err(_lagged)) => {
-                    self.hub.metrics.slow_consumer();
-                    self.out.end(StreamEnd::Lagged);
-                    return;
+                None => {}
+            }
+            if let Some(message) = self.forwarding.pop_front() {
+                if let Some(event) = self.forward(message) {
+                    return Poll::Ready(Ok(event));
                 }
-                Some(Ok(RoomEvent::Reset)) => {
-                    self.out.end(StreamEnd::Reset);
-                    return;
-                }
-                Some(Ok(RoomEvent::Closed)) => {
-                    self.out.end(StreamEnd::GroupDeleted);
-                    return;
-                }
-                Some(Ok(RoomEvent::MemberRemoved { who, left })) if who.id == self.who.id => {
-                    self.out.end(if left {
-                        StreamEnd::LeftGroup
-                    } else {
-                        StreamEnd::Removed
-                    });
-                    return;
-                }
-                Some(Ok(RoomEvent::MemberRemoved { who, left })) => {
-                    self.out.push(Outgoing::MemberRemoved { who, left })
-                }
-                Some(Ok(RoomEvent::MembersRevoked)) if self.is_member => {
-                    self.out.end(StreamEnd::Revoked);
-                    return;
-                }
-                Some(Ok(RoomEvent::MembersRevoked)) => Ok(()),
-                Some(Ok(RoomEvent::Message(message))) => {
-                    self.deliver(message, &subscription.epoch).await
-                }
-                Some(Ok(RoomEvent::Typing(p))) if p.id != self.who.id => {
-                    self.out.push(Outgoing::Typing(p))
-                }
-                Some(Ok(RoomEvent::MemberJoined(p))) if p.id != self.who.id => {
-                    self.out.push(Outgoing::MemberJoined(p))
-                }
-                Some(Ok(RoomEvent::MemberLeft(p))) if p.id != self.who.id => {
-                    self.out.push(Outgoing::MemberLeft(p))
-                }
-                Some(Ok(_about_me)) => Ok(()),
-            };
-            if result == Err(Gone::SlowConsumer) {
+                continue;
+            }
+            let event = ready!(self.events.poll_recv(cx));
+            match self.step(event) {
+                Step::Deliver(event) => return Poll::Ready(Ok(event)),
+                Step::End(why) => return Poll::Ready(Err(why)),
+                Step::Skip => {}
+            }
+        }
+    }
+
+    /// Whether sends of this stream still wait for their answers to be delivered.
+    pub(super) fn owes_answers(&self) -> bool {
+        !self.first.is_empty()
+            || !self.forwarding.is_empty()
+            || self.waiting.is_some()
+            || self.pending.as_ref().is_some_and(|p| !p.map().is_empty())
+    }
+
+    fn step(&mut self, event: Option<Result<RoomEvent, Lagged>>) -> Step {
+        match event {
+            None => Step::End(StreamEnd::FeedEnded),
+            Some(Err(Lagged)) => {
                 self.hub.metrics.slow_consumer();
+                Step::End(StreamEnd::Lagged)
             }
-            if result.is_err() {
-                return;
+            Some(Ok(RoomEvent::Reset)) => Step::End(StreamEnd::Reset),
+            Some(Ok(RoomEvent::Closed)) => Step::End(StreamEnd::GroupDeleted),
+            Some(Ok(RoomEvent::MemberRemoved { who, left })) if who.id == self.who.id => {
+                Step::End(if left {
+                    StreamEnd::LeftGroup
+                } else {
+                    StreamEnd::Removed
+                })
             }
+            Some(Ok(RoomEvent::MemberRemoved { who, left })) => {
+                Step::Deliver(Outgoing::MemberRemoved { who, left })
+            }
+            Some(Ok(RoomEvent::MembersRevoked)) if self.is_member => Step::End(StreamEnd::Revoked),
+            Some(Ok(RoomEvent::MembersRevoked)) => Step::Skip,
+            Some(Ok(RoomEvent::Message(message))) => self.deliver(message),
+            Some(Ok(RoomEvent::Typing(p))) if p.id != self.who.id => {
+                Step::Deliver(Outgoing::Typing(p))
+            }
+            Some(Ok(RoomEvent::MemberJoined(p))) if p.id != self.who.id => {
+                Step::Deliver(Outgoing::MemberJoined(p))
+            }
+            Some(Ok(RoomEvent::MemberLeft(p))) if p.id != self.who.id => {
+                Step::Deliver(Outgoing::MemberLeft(p))
+            }
+            Some(Ok(_about_me)) => Step::Skip,
         }
     }
 
     /// Delivers `message` in offset order: skips what the client has, fills a gap from the
-    /// relay or store, and ends the stream if a gap cannot be filled (never a silent gap).
-    async fn deliver(&mut self, message: Arc<ChatMessage>, epoch: &str) -> Result<(), Gone> {
+    /// relay or store first (the stream ends if it cannot: never a silent gap).
+    fn deliver(&mut self, message: Arc<ChatMessage>) -> Step {
         if message.offset <= self.last {
-            return Ok(());
+            return Step::Skip;
         }
         if message.offset > self.last + 1 {
-            // Boxed: a gap is rare, and its future (a store query) would otherwise be part of
-            // every stream's task for as long as the stream is open.
-            let fill = Box::pin(
-                self.hub
-                    .fill(self.group_id, epoch, self.last, message.offset - 1),
+            let (hub, group_id, epoch, after) = (
+                self.hub.clone(),
+                self.group_id,
+                self.epoch.clone(),
+                self.last,
             );
-            match fill.await {
-                Ok(Some(missing)) => {
-                    for m in missing {
-                        self.forward(m).await?;
-                    }
-                }
-                _ => {
-                    self.out.end(StreamEnd::Missed);
-                    return Err(Gone::Closed);
-                }
-            }
+            let up_to = message.offset - 1;
+            self.waiting = Some(Waiting::Fill {
+                fill: Box::pin(async move { hub.fill(group_id, &epoch, after, up_to).await }),
+                then: message,
+            });
+            return Step::Skip;
         }
-        self.forward(message).await
+        match self.forward(message) {
+            Some(event) => Step::Deliver(event),
+            None => Step::Skip,
+        }
     }
 
-    /// Delivers the next message in order. A message this stream sent is answered with its
-    /// ack (or rejection) instead, once the send has its answer.
-    async fn forward(&mut self, message: Arc<ChatMessage>) -> Result<(), Gone> {
+    /// The next message in order, or `None` when it is this stream's own send: its answer
+    /// (ack or rejection) is then awaited and delivered instead.
+    fn forward(&mut self, message: Arc<ChatMessage>) -> Option<Outgoing> {
         self.last = message.offset;
+        self.hub.metrics.delivered();
         let answer = match &self.pending {
             Some(pending) if message.sender_id == self.who.id => {
                 pending.take(&message.client_message_id)
             }
             _ => None,
         };
-        self.hub.metrics.delivered();
-        let Some(answer) = answer else {
-            return self.out.push(Outgoing::Message(message));
-        };
-        tokio::select! {
-            answer = answer => match answer {
-                Ok(event) => self.out.push(event),
-                // No answer will come (the request handler is gone): show the message as is.
-                Err(_) => self.out.push(Outgoing::Message(message)),
-            },
-            _ = self.out.closed() => Err(Gone::Closed),
-            // The run loop ends the stream.
-            _ = self.hub.shutdown.cancelled() => Ok(()),
+        match answer {
+            Some(answer) => {
+                self.waiting = Some(Waiting::Answer { answer, message });
+                None
+            }
+            None => Some(Outgoing::Message(message)),
         }
+    }
+}
+
+impl Drop for RoomReader {
+    fn drop(&mut self) {
+        self.hub.metrics.stream_closed();
+        tracing::info!(group_id = %self.group_id, participant = %self.who.id, "room stream closed");
     }
 }

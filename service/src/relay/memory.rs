@@ -198,7 +198,7 @@ impl RoomRelay for InProcessRelay {
         Ok(Subscription {
             epoch: room.epoch.clone(),
             head: state.last_offset,
-            events: room.feed.subscribe().into_stream(),
+            events: room.feed.subscribe(),
         })
     }
 

@@ -25,7 +25,6 @@ pub(crate) mod presence_conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 use uuid::Uuid;
 
 use crate::room::{ChatMessage, MembershipChange, MessageDraft, Participant, RoomEvent};
@@ -65,7 +64,7 @@ pub struct Subscription {
     /// arrives on `events`, in offset order.
     pub head: u64,
     /// Live events. An `Err` means this subscriber fell too far behind and lost events.
-    pub events: BoxStream<'static, Result<RoomEvent, Lagged>>,
+    pub events: room_feed::FeedReceiver,
 }
 
 /// The subscriber read too slowly and the relay dropped events for it.

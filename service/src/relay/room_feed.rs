@@ -5,15 +5,21 @@
 //! grows with it, up to the capacity, instead of a ring of `capacity` slots allocated when
 //! the room opens (`tokio::sync::broadcast`): an idle room costs a few hundred bytes
 //! however large the capacity, where the ring cost ~150 KB per room at the default 4096.
-//! A subscriber that falls more than `capacity` events behind has lost the oldest ones: it
-//! is told once ([`Lagged`]) and goes on from the oldest event still kept.
+//! A subscriber that falls more than `capacity` events behind (or more than its own bound,
+//! [`FeedReceiver::bound_lag`]) has lost the oldest ones: it is told once ([`Lagged`]) and
+//! goes on from the oldest event it may still read.
+//!
+//! Subscribers are polled ([`FeedReceiver::poll_recv`]) by whatever sends their events on:
+//! a waiting subscriber leaves its waker with the feed, and a send wakes them all, so an
+//! event costs each subscriber one wake of the task that reads it and nothing else.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use tokio::sync::Notify;
+use futures::Stream;
 
 use super::Lagged;
 use crate::room::RoomEvent;
@@ -28,13 +34,21 @@ pub struct FeedReceiver {
     shared: Arc<Shared>,
     /// Position of the next event this subscriber reads.
     next: u64,
+    /// Most events this subscriber may have unread before it loses the oldest.
+    max_behind: usize,
+    /// Tells this subscriber's waker apart in the feed's list of waiting ones.
+    id: u64,
+    /// The feed's wake round in which this subscriber's waker was left: it is still in the
+    /// feed's list while that round lasts.
+    waiting_in: Option<u64>,
+    /// The waker it left.
+    waker: Option<Waker>,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the subscribers waiting for an event (or the end).
-    sent: Notify,
     capacity: usize,
+    receiver_ids: AtomicU64,
 }
 
 struct State {
@@ -44,6 +58,10 @@ struct State {
     first: u64,
     receivers: usize,
     closed: bool,
+    /// The subscribers waiting for the next event (or the end), by receiver id.
+    waiting: Vec<(u64, Waker)>,
+    /// Counts the times `waiting` was emptied to wake them.
+    wake_round: u64,
 }
 
 struct Entry {
@@ -72,6 +90,22 @@ impl State {
             self.buffer.shrink_to((len * 2).max(KEEP_CAPACITY));
         }
     }
+
+    /// Takes every waiting subscriber's waker, to be woken once the lock is released.
+    fn take_waiting(&mut self) -> Vec<(u64, Waker)> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        self.wake_round += 1;
+        let waiting = Vec::with_capacity(self.waiting.len());
+        std::mem::replace(&mut self.waiting, waiting)
+    }
+}
+
+fn wake_all(waiting: Vec<(u64, Waker)>) {
+    for (_, waker) in waiting {
+        waker.wake();
+    }
 }
 
 impl RoomFeed {
@@ -84,9 +118,11 @@ impl RoomFeed {
                     first: 0,
                     receivers: 0,
                     closed: false,
+                    waiting: Vec::new(),
+                    wake_round: 0,
                 }),
-                sent: Notify::new(),
                 capacity: capacity.max(1),
+                receiver_ids: AtomicU64::new(0),
             }),
         }
     }
@@ -104,8 +140,9 @@ impl RoomFeed {
         }
         let unread = state.receivers;
         state.buffer.push_back(Entry { event, unread });
+        let waiting = state.take_waiting();
         drop(state);
-        self.shared.sent.notify_waiters();
+        wake_all(waiting);
     }
 
     /// A subscriber that reads every event sent from now on.
@@ -115,6 +152,10 @@ impl RoomFeed {
         FeedReceiver {
             shared: self.shared.clone(),
             next: state.end(),
+            max_behind: self.shared.capacity,
+            id: self.shared.receiver_ids.fetch_add(1, Ordering::Relaxed),
+            waiting_in: None,
+            waker: None,
         }
     }
 
@@ -125,8 +166,11 @@ impl RoomFeed {
 
 impl Drop for RoomFeed {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.sent.notify_waiters();
+        let mut state = self.shared.lock();
+        state.closed = true;
+        let waiting = state.take_waiting();
+        drop(state);
+        wake_all(waiting);
     }
 }
 
@@ -136,68 +180,76 @@ impl Shared {
     }
 }
 
-/// What a subscriber finds when it looks.
-enum Next {
-    Event(Result<RoomEvent, Lagged>),
-    Nothing,
-    End,
-}
+impl FeedReceiver {
+    /// Bounds how far this subscriber may fall behind to `max_behind` events (at most the
+    /// feed's capacity): beyond, it loses the oldest and is told [`Lagged`].
+    pub fn bound_lag(&mut self, max_behind: usize) {
+        self.max_behind = max_behind.clamp(1, self.shared.capacity);
+    }
 
-impl Shared {
-    /// The event at `next` for a subscriber there, moving it on.
-    fn try_next(&self, next: &mut u64) -> Next {
-        let mut state = self.lock();
-        if *next < state.first {
-            *next = state.first;
-            return Next::Event(Err(Lagged));
+    /// The next event, [`Lagged`] once after events were lost for this subscriber, or
+    /// `None` when the feed has ended and everything sent has been read. When there is
+    /// nothing yet, the feed wakes `cx` on the next event.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<RoomEvent, Lagged>>> {
+        let mut state = self.shared.lock();
+        if self.next < state.first {
+            self.next = state.first;
+            return Poll::Ready(Some(Err(Lagged)));
         }
-        let index = (*next - state.first) as usize;
+        if state.end() - self.next > self.max_behind as u64 {
+            // Lost for this subscriber: no longer counted as unread by it.
+            let skip_to = state.end() - self.max_behind as u64;
+            let (from, to) = (
+                (self.next - state.first) as usize,
+                (skip_to - state.first) as usize,
+            );
+            for entry in state.buffer.range_mut(from..to) {
+                entry.unread -= 1;
+            }
+            self.next = skip_to;
+            state.release_read();
+            return Poll::Ready(Some(Err(Lagged)));
+        }
+        let index = (self.next - state.first) as usize;
         let Some(entry) = state.buffer.get_mut(index) else {
-            return if state.closed {
-                Next::End
-            } else {
-                Next::Nothing
-            };
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            // Left once per wake round (a send takes them all); again only for a new task.
+            let round = state.wake_round;
+            let left = self.waiting_in == Some(round);
+            if left && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            if left {
+                state.waiting.retain(|(id, _)| *id != self.id);
+            }
+            let waker = cx.waker().clone();
+            state.waiting.push((self.id, waker.clone()));
+            self.waker = Some(waker);
+            self.waiting_in = Some(round);
+            return Poll::Pending;
         };
         entry.unread -= 1;
         let event = entry.event.clone();
-        *next += 1;
+        self.next += 1;
         if index == 0 && entry.unread == 0 {
             state.release_read();
         }
-        Next::Event(Ok(event))
+        Poll::Ready(Some(Ok(event)))
+    }
+
+    /// The next event (see [`FeedReceiver::poll_recv`]).
+    pub async fn recv(&mut self) -> Option<Result<RoomEvent, Lagged>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
 
-impl FeedReceiver {
-    /// The next event, [`Lagged`] once after events were lost for this subscriber, or
-    /// `None` when the feed has ended and everything sent has been read.
-    pub async fn recv(&mut self) -> Option<Result<RoomEvent, Lagged>> {
-        loop {
-            match self.shared.try_next(&mut self.next) {
-                Next::Event(event) => return Some(event),
-                Next::End => return None,
-                Next::Nothing => {}
-            }
-            // Registered before looking again, so that an event sent in between wakes it.
-            let sent = self.shared.sent.notified();
-            tokio::pin!(sent);
-            sent.as_mut().enable();
-            match self.shared.try_next(&mut self.next) {
-                Next::Event(event) => return Some(event),
-                Next::End => return None,
-                Next::Nothing => sent.await,
-            }
-        }
-    }
+impl Stream for FeedReceiver {
+    type Item = Result<RoomEvent, Lagged>;
 
-    /// The subscriber as a stream of events, ending with the feed.
-    pub fn into_stream(self) -> BoxStream<'static, Result<RoomEvent, Lagged>> {
-        futures::stream::unfold(self, |mut receiver| async move {
-            let event = receiver.recv().await?;
-            Some((event, receiver))
-        })
-        .boxed()
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 
@@ -205,6 +257,9 @@ impl Drop for FeedReceiver {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.receivers -= 1;
+        if self.waiting_in == Some(state.wake_round) {
+            state.waiting.retain(|(id, _)| *id != self.id);
+        }
         let from = self.next.saturating_sub(state.first) as usize;
         for entry in state.buffer.iter_mut().skip(from) {
             entry.unread -= 1;
@@ -313,5 +368,62 @@ mod tests {
             feed.shared.lock().buffer.capacity() <= KEEP_CAPACITY,
             "the buffer shrinks back after a burst"
         );
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_past_its_own_bound_is_told_once_and_lets_go_of_what_it_lost() {
+        let feed = RoomFeed::new(64);
+        let mut slow = feed.subscribe();
+        slow.bound_lag(2);
+        for n in ["1", "2", "3", "4", "5"] {
+            feed.send(joined(n));
+        }
+        assert_eq!(slow.recv().await, Some(Err(Lagged)));
+        assert_eq!(held(&feed), 2, "what it can no longer read is let go");
+        assert_eq!(name(slow.recv().await), "4");
+        assert_eq!(name(slow.recv().await), "5");
+    }
+
+    fn waiting(feed: &RoomFeed) -> usize {
+        feed.shared.lock().waiting.len()
+    }
+
+    #[test]
+    fn a_waiting_subscriber_is_woken_once_however_often_it_looks() {
+        let feed = RoomFeed::new(8);
+        let mut ann = feed.subscribe();
+        let (waker, woken) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100 {
+            assert!(ann.poll_recv(&mut cx).is_pending());
+        }
+        assert_eq!(waiting(&feed), 1, "its waker is left once");
+        feed.send(joined("a"));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(matches!(ann.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));
+    }
+
+    #[test]
+    fn subscribers_that_come_and_go_in_a_quiet_room_leave_nothing_behind() {
+        let feed = RoomFeed::new(8);
+        let (waker, _) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100 {
+            let mut visitor = feed.subscribe();
+            assert!(visitor.poll_recv(&mut cx).is_pending());
+        }
+        assert_eq!(waiting(&feed), 0);
+        assert_eq!(feed.receiver_count(), 0);
+    }
+
+    fn counting_waker() -> (Waker, Arc<AtomicU64>) {
+        struct Count(Arc<AtomicU64>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let woken = Arc::new(AtomicU64::new(0));
+        (Waker::from(Arc::new(Count(woken.clone()))), woken)
     }
 }

@@ -145,6 +145,37 @@ async fn a_senders_acks_arrive_in_room_order_among_the_others_messages() {
     }
 }
 
+/// A client that sends and closes its side at once (a script, a tab being closed) is still
+/// answered every send, in order, before its stream ends normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_right_after_sending_gets_every_answer_first() {
+    let app = spawn_app().await;
+    let room = room(&app).await;
+    let ann = ChatClient::open(&app, &room.ann, &room.group.id, None)
+        .await
+        .unwrap();
+    for n in 0..20 {
+        ann.send(&format!("a{n}"), "and off I go").await;
+    }
+    let mut responses = ann.leave();
+    let mut acked = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), responses.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(v1::ChatResponse {
+                event: Some(Event::Ack(ack)),
+            })) => acked.push(ack.message.unwrap().offset),
+            Ok(Some(other)) => panic!("expected only acks, got {other:?}"),
+            Ok(None) => break Code::Ok,
+            Err(status) => break status.code(),
+        }
+    };
+    assert_eq!(acked, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(end, Code::Ok);
+}
+
 /// A resend that comes after the relay window has moved past the original is not stored a
 /// second time and not dead-lettered: the sender is told it was already sent.
 #[tokio::test]

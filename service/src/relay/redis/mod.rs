@@ -533,7 +533,7 @@ impl RoomRelay for RedisRelay {
         Ok(Subscription {
             epoch,
             head,
-            events: receiver.into_stream(),
+            events: receiver,
         })
     }
 
