@@ -482,8 +482,8 @@ pub struct ServerArgs {
         default_value_t = 40
     )]
     pub send_burst: u32,
-    /// Events queued for one stream before its client counts as a slow consumer and is
-    /// disconnected with RESOURCE_EXHAUSTED.
+    /// Events waiting for one stream (in its room's feed, or queued answers) before its
+    /// client counts as a slow consumer and its stream is ended with RESOURCE_EXHAUSTED.
     #[arg(
         help_heading = "Limits",
         long,
@@ -492,8 +492,8 @@ pub struct ServerArgs {
         default_value_t = 1024
     )]
     pub stream_queue: usize,
-    /// Events a stream may fall behind its room's live feed before it is dropped (the same
-    /// way as a slow consumer).
+    /// Events a room's live feed on this node keeps for its slowest stream; a stream further
+    /// behind is ended the same way as a slow consumer. At most --stream-queue is used.
     #[arg(
         help_heading = "Limits",
         long,

@@ -133,13 +133,18 @@ impl Application {
             settings.member_token_ttl,
         );
 
+        // A stream reads its events from its room's feed when its client can take them: a
+        // client that falls `--stream-queue` events behind there is a slow consumer.
+        let feed_capacity = settings
+            .room_feed_capacity
+            .min(settings.chat.outbound_capacity);
         let (relay, presence): (Arc<dyn RoomRelay>, Arc<dyn Presence>) = match &settings.redis_url {
             Some(url) => {
                 let relay = RedisRelay::connect(
                     url,
                     &settings.redis.key_prefix,
                     settings.relay_window,
-                    settings.room_feed_capacity,
+                    feed_capacity,
                     store.clone(),
                     settings.redis.presence,
                 )
@@ -153,7 +158,7 @@ impl Application {
                 Arc::new(InProcessRelay::new(
                     store.clone(),
                     settings.relay_window,
-                    settings.room_feed_capacity,
+                    feed_capacity,
                 )),
                 Arc::new(InProcessPresence::default()),
             ),

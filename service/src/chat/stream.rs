@@ -281,9 +281,6 @@ impl ChatHub {
         let online = self.presence.online(group_id).await.map_err(relay_error)?;
         tracing::info!(%group_id, participant = %who.id, recovered, backlog = backlog.len(), "room stream opened");
 
-        let mut events = subscription.events;
-        // A client that falls this far behind the room is a slow consumer.
-        events.bound_lag(self.settings.outbound_capacity);
         let mut first = VecDeque::with_capacity(1 + backlog.len());
         first.push_back(Outgoing::Joined {
             epoch: subscription.epoch.clone(),
@@ -301,7 +298,7 @@ impl ChatHub {
             pending,
             last,
             epoch: subscription.epoch,
-            events,
+            events: subscription.events,
             first,
             forwarding: VecDeque::new(),
             waiting: None,

@@ -5,9 +5,8 @@
 //! grows with it, up to the capacity, instead of a ring of `capacity` slots allocated when
 //! the room opens (`tokio::sync::broadcast`): an idle room costs a few hundred bytes
 //! however large the capacity, where the ring cost ~150 KB per room at the default 4096.
-//! A subscriber that falls more than `capacity` events behind (or more than its own bound,
-//! [`FeedReceiver::bound_lag`]) has lost the oldest ones: it is told once ([`Lagged`]) and
-//! goes on from the oldest event it may still read.
+//! A subscriber that falls more than `capacity` events behind has lost the oldest ones: it
+//! is told once ([`Lagged`]) and goes on from the oldest event still kept.
 //!
 //! Subscribers are polled ([`FeedReceiver::poll_recv`]) by whatever sends their events on:
 //! a waiting subscriber leaves its waker with the feed, and a send wakes them all, so an
@@ -34,8 +33,6 @@ pub struct FeedReceiver {
     shared: Arc<Shared>,
     /// Position of the next event this subscriber reads.
     next: u64,
-    /// Most events this subscriber may have unread before it loses the oldest.
-    max_behind: usize,
     /// Tells this subscriber's waker apart in the feed's list of waiting ones.
     id: u64,
     /// The feed's wake round in which this subscriber's waker was left: it is still in the
@@ -152,7 +149,6 @@ impl RoomFeed {
         FeedReceiver {
             shared: self.shared.clone(),
             next: state.end(),
-            max_behind: self.shared.capacity,
             id: self.shared.receiver_ids.fetch_add(1, Ordering::Relaxed),
             waiting_in: None,
             waker: None,
@@ -181,12 +177,6 @@ impl Shared {
 }
 
 impl FeedReceiver {
-    /// Bounds how far this subscriber may fall behind to `max_behind` events (at most the
-    /// feed's capacity): beyond, it loses the oldest and is told [`Lagged`].
-    pub fn bound_lag(&mut self, max_behind: usize) {
-        self.max_behind = max_behind.clamp(1, self.shared.capacity);
-    }
-
     /// The next event, [`Lagged`] once after events were lost for this subscriber, or
     /// `None` when the feed has ended and everything sent has been read. When there is
     /// nothing yet, the feed wakes `cx` on the next event.
@@ -194,20 +184,6 @@ impl FeedReceiver {
         let mut state = self.shared.lock();
         if self.next < state.first {
             self.next = state.first;
-            return Poll::Ready(Some(Err(Lagged)));
-        }
-        if state.end() - self.next > self.max_behind as u64 {
-            // Lost for this subscriber: no longer counted as unread by it.
-            let skip_to = state.end() - self.max_behind as u64;
-            let (from, to) = (
-                (self.next - state.first) as usize,
-                (skip_to - state.first) as usize,
-            );
-            for entry in state.buffer.range_mut(from..to) {
-                entry.unread -= 1;
-            }
-            self.next = skip_to;
-            state.release_read();
             return Poll::Ready(Some(Err(Lagged)));
         }
         let index = (self.next - state.first) as usize;
@@ -368,20 +344,6 @@ mod tests {
             feed.shared.lock().buffer.capacity() <= KEEP_CAPACITY,
             "the buffer shrinks back after a burst"
         );
-    }
-
-    #[tokio::test]
-    async fn a_subscriber_past_its_own_bound_is_told_once_and_lets_go_of_what_it_lost() {
-        let feed = RoomFeed::new(64);
-        let mut slow = feed.subscribe();
-        slow.bound_lag(2);
-        for n in ["1", "2", "3", "4", "5"] {
-            feed.send(joined(n));
-        }
-        assert_eq!(slow.recv().await, Some(Err(Lagged)));
-        assert_eq!(held(&feed), 2, "what it can no longer read is let go");
-        assert_eq!(name(slow.recv().await), "4");
-        assert_eq!(name(slow.recv().await), "5");
     }
 
     fn waiting(feed: &RoomFeed) -> usize {
