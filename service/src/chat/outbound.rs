@@ -125,11 +125,6 @@ impl Outbound {
         }
     }
 
-    /// Queues `event`, waiting for room (for backlogs larger than the queue).
-    pub async fn push_wait(&self, event: Outgoing) -> Result<(), Gone> {
-        self.queue.send(event).await.map_err(|_| Gone::Closed)
-    }
-
     /// Ends the stream (the first call wins). Any ending but [`StreamEnd::Left`] overtakes
     /// the queued events; `Left` ends the stream after what is already queued.
     pub fn end(&self, why: StreamEnd) {
