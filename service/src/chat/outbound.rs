@@ -3,16 +3,19 @@
 //! what the `Chat` commands handler pushes into a bounded queue through [`Outbound`]
 //! (answers that do not wait for a place in the room, refusals). A full queue means the
 //! client is not reading: the stream is ended ([`StreamEnd::SlowReader`]) instead of letting
-//! memory grow. An ending other than [`StreamEnd::Left`] (deleted group, shutdown, slow
-//! consumer) overtakes whatever is still queued.
+//! memory grow. An ending the commands handler gives (other than [`StreamEnd::Left`])
+//! overtakes whatever is still queued; the reader's endings (deleted group, shutdown,
+//! lagging) come after it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::stream::RoomReader;
@@ -49,7 +52,8 @@ pub enum Outgoing {
 /// Why a room stream ended. The API edge turns it into the call's final status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
-    /// The client left (closed its side): the stream ends normally after what is queued.
+    /// The client left (closed its side): the stream ends normally once its sends are
+    /// answered.
     Left,
     /// The server is shutting down; the client reconnects and resumes.
     ShuttingDown,
@@ -106,7 +110,7 @@ pub fn channel(capacity: usize) -> (Outbound, EventStream) {
             end: Some(end_rx),
             room: None,
             ended,
-            draining: false,
+            draining: None,
             finished: false,
         },
     )
@@ -143,8 +147,12 @@ impl Outbound {
     }
 }
 
-/// What the API edge sends: the room's events and the queued ones, then the ending unless
-/// the client left.
+/// Longest a stream whose client has left waits for the answers still owed to it to come
+/// round the room (they normally take milliseconds: the sends are durable by then).
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// What the API edge sends: `joined` and the backlog, then the room's events and the queued
+/// ones, then the ending unless the client left.
 pub struct EventStream {
     /// `None` once every [`Outbound`] is gone.
     queue: Option<mpsc::Receiver<Outgoing>>,
@@ -154,8 +162,8 @@ pub struct EventStream {
     room: Option<Box<RoomReader>>,
     /// Tells the producers the stream is over.
     ended: CancellationToken,
-    /// The client left: send what is owed, then finish.
-    draining: bool,
+    /// The client left: send what is owed, then finish (at the latest when this fires).
+    draining: Option<Pin<Box<Sleep>>>,
     finished: bool,
 }
 
@@ -187,47 +195,57 @@ impl EventStream {
 impl Stream for EventStream {
     type Item = Result<Outgoing, StreamEnd>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
             return Poll::Ready(None);
         }
-        if let Some(end) = self.end.as_mut() {
+        // `joined` first, then the backlog, before anything else.
+        if let Some(event) = this.room.as_mut().and_then(|room| room.take_first()) {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        if let Some(end) = this.end.as_mut() {
             match Pin::new(end).poll(cx) {
                 Poll::Ready(Ok(StreamEnd::Left)) => {
-                    self.end = None;
-                    self.draining = true;
+                    this.end = None;
+                    this.draining = Some(Box::pin(tokio::time::sleep(DRAIN_WAIT)));
                 }
                 Poll::Ready(Ok(why)) => {
-                    self.finish();
+                    this.finish();
                     return Poll::Ready(Some(Err(why)));
                 }
                 // Every producer is gone without a verdict.
-                Poll::Ready(Err(_)) => self.end = None,
+                Poll::Ready(Err(_)) => this.end = None,
                 Poll::Pending => {}
             }
         }
-        let queue = self.poll_queue(cx);
+        let queue = this.poll_queue(cx);
         if let Poll::Ready(Some(event)) = queue {
             return Poll::Ready(Some(Ok(event)));
         }
-        let draining = self.draining;
-        let Some(room) = self.room.as_mut() else {
+        // Checked, not polled: a poll may find nothing only because the task's budget ran out.
+        let queued = this.queue.as_ref().is_some_and(|q| !q.is_empty());
+        let Some(room) = this.room.as_mut() else {
             // Not in a room: the queue is all there is.
-            if queue.is_ready() || self.draining {
-                self.finish();
+            if queue.is_ready() || (this.draining.is_some() && !queued) {
+                this.finish();
                 return Poll::Ready(None);
             }
             return Poll::Pending;
         };
-        // Once the client has left, only what it is owed: the answers to its sends.
-        if draining && !room.owes_answers() {
-            self.finish();
+        // Once the client has left, only what it is owed: the answers to its sends, for as
+        // long as they take to come round the room (at most `DRAIN_WAIT`).
+        if let Some(deadline) = this.draining.as_mut()
+            && !queued
+            && (!room.owes_answers() || deadline.as_mut().poll(cx).is_ready())
+        {
+            this.finish();
             return Poll::Ready(None);
         }
         match room.poll_next(cx) {
             Poll::Ready(Ok(event)) => Poll::Ready(Some(Ok(event))),
             Poll::Ready(Err(why)) => {
-                self.finish();
+                this.finish();
                 Poll::Ready(Some(Err(why)))
             }
             Poll::Pending => Poll::Pending,

@@ -564,7 +564,7 @@ enum Step {
 impl RoomReader {
     /// The next event for the client, or why the stream ends.
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outgoing, StreamEnd>> {
-        if let Some(event) = self.first.pop_front() {
+        if let Some(event) = self.take_first() {
             return Poll::Ready(Ok(event));
         }
         if self.hub.is_stopping() {
@@ -617,6 +617,11 @@ impl RoomReader {
                 Step::Skip => {}
             }
         }
+    }
+
+    /// `joined` or the next message of the backlog, while they last.
+    pub(super) fn take_first(&mut self) -> Option<Outgoing> {
+        self.first.pop_front()
     }
 
     /// Whether sends of this stream still wait for their answers to be delivered.

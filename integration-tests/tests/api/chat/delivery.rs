@@ -145,6 +145,54 @@ async fn a_senders_acks_arrive_in_room_order_among_the_others_messages() {
     }
 }
 
+/// `joined` is the first response whatever the client sends at once with its join: here a
+/// burst of second joins, each refused on the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_comes_first_even_when_refusals_are_ready_before_it() {
+    use quickchat_proto::v1::chat_request::{Join, Kind};
+    let app = spawn_app().await;
+    let room = room(&app).await;
+    for _ in 0..5 {
+        let (requests, rx) = tokio::sync::mpsc::channel(64);
+        for _ in 0..40 {
+            let join = Join {
+                group_id: room.group.id.clone(),
+                since: None,
+            };
+            requests
+                .send(v1::ChatRequest {
+                    kind: Some(Kind::Join(join)),
+                })
+                .await
+                .unwrap();
+        }
+        let mut responses = ChatServiceClient::new(app.channel.clone())
+            .chat(authed(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                &room.ann,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = responses.message().await.unwrap().and_then(|r| r.event);
+        assert!(
+            matches!(first, Some(Event::Joined(_))),
+            "the first response: {first:?}"
+        );
+        let mut refused = 0;
+        while refused < 39 {
+            match responses.message().await.unwrap().and_then(|r| r.event) {
+                Some(Event::SendRejected(r)) => {
+                    assert_eq!(r.code, Code::FailedPrecondition as i32, "{r:?}");
+                    refused += 1;
+                }
+                Some(Event::MemberJoined(_) | Event::MemberLeft(_)) => {}
+                other => panic!("expected the second joins refused, got {other:?}"),
+            }
+        }
+    }
+}
+
 /// A client that sends and closes its side at once (a script, a tab being closed) is still
 /// answered every send, in order, before its stream ends normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,10 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 /// Entries read per room and `XREAD` call.
 const READ_COUNT: u64 = 512;
 
+/// Pub/Sub messages (every room's ephemeral events: typing, presence, removals, closing)
+/// this node buffers before its listener counts as lagging and drops some.
+const PUBSUB_BUFFER: usize = 4096;
+
 /// Messages published on this node that a room holds while an earlier offset is still on
 /// its way (see `LocalRoom::early`). Past it they are left to the reader, which reads every
 /// message from the stream anyway.
@@ -295,7 +299,7 @@ impl RedisRelay {
     /// `key_prefix` starts every key; `window`: messages kept per room for replay (older
     /// ranges come from `store`, which also seeds a room's counter when Redis has none);
     /// `feed_capacity`: events a local subscriber may fall behind before it is dropped as
-    /// lagging; `presence`: heartbeat timing of this node's presence entries.
+    /// lagging (a room's feed keeps no more); `presence`: heartbeat timing of this node's presence entries.
     pub async fn connect(
         url: &str,
         key_prefix: &str,
@@ -312,7 +316,7 @@ impl RedisRelay {
         let feed_capacity = feed_capacity.max(1);
         let client = build_client(&config, COMMAND_TIMEOUT, 32)?;
         let reader = build_client(&config, READ_BLOCK + COMMAND_TIMEOUT, 32)?;
-        let pubsub = build_client(&config, COMMAND_TIMEOUT, feed_capacity.max(256))?;
+        let pubsub = build_client(&config, COMMAND_TIMEOUT, PUBSUB_BUFFER)?;
         for c in [&client, &reader, &pubsub] {
             c.init()
                 .await
