@@ -94,8 +94,9 @@ pub struct Outbound {
     ended: CancellationToken,
 }
 
-/// A connected pair: push into the [`Outbound`], hand the [`EventStream`] to the edge.
-pub fn channel(capacity: usize) -> (Outbound, EventStream) {
+/// A connected pair for the stream `room` reads: push into the [`Outbound`], hand the
+/// [`EventStream`] to the edge.
+pub(super) fn channel(capacity: usize, room: RoomReader) -> (Outbound, EventStream) {
     let (queue, rx) = mpsc::channel(capacity.max(1));
     let (end, end_rx) = oneshot::channel();
     let ended = CancellationToken::new();
@@ -108,10 +109,9 @@ pub fn channel(capacity: usize) -> (Outbound, EventStream) {
         EventStream {
             queue: Some(rx),
             end: Some(end_rx),
-            room: None,
+            room: Some(Box::new(room)),
             ended,
             draining: None,
-            finished: false,
         },
     )
 }
@@ -157,25 +157,16 @@ pub struct EventStream {
     /// `None` once every [`Outbound`] is gone.
     queue: Option<mpsc::Receiver<Outgoing>>,
     end: Option<oneshot::Receiver<StreamEnd>>,
-    /// `None` before the stream is in its room, and once it has ended (which lets the room
-    /// go).
+    /// `None` once the stream has ended (which lets the room go).
     room: Option<Box<RoomReader>>,
     /// Tells the producers the stream is over.
     ended: CancellationToken,
     /// The client left: send what is owed, then finish (at the latest when this fires).
     draining: Option<Pin<Box<Sleep>>>,
-    finished: bool,
 }
 
 impl EventStream {
-    /// The stream with the room's events read by `reader`.
-    pub(super) fn reading(mut self, reader: RoomReader) -> Self {
-        self.room = Some(Box::new(reader));
-        self
-    }
-
     fn finish(&mut self) {
-        self.finished = true;
         self.room = None;
         self.ended.cancel();
     }
@@ -197,11 +188,11 @@ impl Stream for EventStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.finished {
+        let Some(room) = this.room.as_mut() else {
             return Poll::Ready(None);
-        }
+        };
         // `joined` first, then the backlog, before anything else.
-        if let Some(event) = this.room.as_mut().and_then(|room| room.take_first()) {
+        if let Some(event) = room.take_first() {
             return Poll::Ready(Some(Ok(event)));
         }
         if let Some(end) = this.end.as_mut() {
@@ -219,20 +210,12 @@ impl Stream for EventStream {
                 Poll::Pending => {}
             }
         }
-        let queue = this.poll_queue(cx);
-        if let Poll::Ready(Some(event)) = queue {
+        if let Poll::Ready(Some(event)) = this.poll_queue(cx) {
             return Poll::Ready(Some(Ok(event)));
         }
         // Checked, not polled: a poll may find nothing only because the task's budget ran out.
         let queued = this.queue.as_ref().is_some_and(|q| !q.is_empty());
-        let Some(room) = this.room.as_mut() else {
-            // Not in a room: the queue is all there is.
-            if queue.is_ready() || (this.draining.is_some() && !queued) {
-                this.finish();
-                return Poll::Ready(None);
-            }
-            return Poll::Pending;
-        };
+        let room = this.room.as_mut().expect("the stream has not ended");
         // Once the client has left, only what it is owed: the answers to its sends, for as
         // long as they take to come round the room (at most `DRAIN_WAIT`).
         if let Some(deadline) = this.draining.as_mut()

@@ -183,7 +183,6 @@ impl ChatHub {
         since: Option<Position>,
         commands: impl Stream<Item = Command> + Send + Unpin + 'static,
     ) -> Result<EventStream, ApiError> {
-        let (out, events) = outbound::channel(self.settings.outbound_capacity);
         let pending = PendingSends::default();
         let reader = self
             .open(
@@ -195,6 +194,7 @@ impl ChatHub {
                 Some(pending.clone()),
             )
             .await?;
+        let (out, events) = outbound::channel(self.settings.outbound_capacity, reader);
         tokio::spawn(run_commands(
             self.clone(),
             who,
@@ -203,7 +203,7 @@ impl ChatHub {
             out,
             pending,
         ));
-        Ok(events.reading(reader))
+        Ok(events)
     }
 
     /// Opens `who`'s read-only stream of the room (`Subscribe`, for gRPC-web clients that
@@ -216,11 +216,11 @@ impl ChatHub {
         group_id: Uuid,
         since: Option<Position>,
     ) -> Result<EventStream, ApiError> {
-        let (_, events) = outbound::channel(self.settings.outbound_capacity);
         let reader = self
             .open(who, member, client, group_id, since, None)
             .await?;
-        Ok(events.reading(reader))
+        let (_, events) = outbound::channel(self.settings.outbound_capacity, reader);
+        Ok(events)
     }
 
     /// Opens `who`'s stream of the room: its reader yields `joined`, the recovery backlog
@@ -626,8 +626,7 @@ impl RoomReader {
 
     /// Whether sends of this stream still wait for their answers to be delivered.
     pub(super) fn owes_answers(&self) -> bool {
-        !self.first.is_empty()
-            || !self.forwarding.is_empty()
+        !self.forwarding.is_empty()
             || self.waiting.is_some()
             || self.pending.as_ref().is_some_and(|p| !p.map().is_empty())
     }
