@@ -1,16 +1,37 @@
-//! The wire formats: stream entries (messages), Pub/Sub payloads (ephemeral events), and
-//! the shapes of Redis replies.
+//! The wire formats: stream entries (messages), Pub/Sub payloads (messages and ephemeral
+//! events), and the shapes of Redis replies.
 
 use super::*;
 
-/// Ephemeral events as they travel over Pub/Sub.
+/// What travels on a room's Pub/Sub channel.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum WireEvent {
-    Typing { id: Uuid, name: String },
-    MemberJoined { id: Uuid, name: String },
-    MemberLeft { id: Uuid, name: String },
-    MemberRemoved { id: Uuid, name: String, left: bool },
+    /// A message, as the publish script stored it: the fields of its stream entry
+    /// ([`encode_message`]). Published by the script itself, so a room's messages are heard
+    /// in offset order; the payload starts with [`MESSAGE_PAYLOAD_START`].
+    Message {
+        epoch: String,
+        offset: u64,
+        fields: HashMap<String, String>,
+    },
+    Typing {
+        id: Uuid,
+        name: String,
+    },
+    MemberJoined {
+        id: Uuid,
+        name: String,
+    },
+    MemberLeft {
+        id: Uuid,
+        name: String,
+    },
+    MemberRemoved {
+        id: Uuid,
+        name: String,
+        left: bool,
+    },
     MembersRevoked,
     Closed,
     Reset,
@@ -47,8 +68,10 @@ impl WireEvent {
         })
     }
 
-    pub(super) fn into_event(self) -> RoomEvent {
-        match self {
+    /// The ephemeral event; `None` for a message (see [`Inner::on_event`]).
+    pub(super) fn into_event(self) -> Option<RoomEvent> {
+        Some(match self {
+            WireEvent::Message { .. } => return None,
             WireEvent::Typing { id, name } => RoomEvent::Typing(Participant { id, name }),
             WireEvent::MemberJoined { id, name } => {
                 RoomEvent::MemberJoined(Participant { id, name })
@@ -61,9 +84,13 @@ impl WireEvent {
             WireEvent::MembersRevoked => RoomEvent::MembersRevoked,
             WireEvent::Closed => RoomEvent::Closed,
             WireEvent::Reset => RoomEvent::Reset,
-        }
+        })
     }
 }
+
+/// How the publish script starts a message's payload (`publish.lua`), so that messages of
+/// rooms nobody reads on this node are dropped before they are parsed.
+pub(super) const MESSAGE_PAYLOAD_START: &str = r#"{"kind":"message","#;
 
 /// The `N` elements of an array reply.
 pub(super) fn array<const N: usize>(value: Value) -> Option<[Value; N]> {
@@ -76,13 +103,6 @@ pub(super) fn array<const N: usize>(value: Value) -> Option<[Value; N]> {
 /// The offset of a stream entry id `<offset>-<seq>`.
 pub(super) fn offset_of(id: &str) -> Option<u64> {
     id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
-}
-
-pub(super) fn entry_id(entry: &Value) -> Option<String> {
-    match entry {
-        Value::Array(parts) => parts.first().and_then(Value::as_string),
-        _ => None,
-    }
 }
 
 /// A stream entry `[id, [field, value, …]]` as its offset and fields.
@@ -106,31 +126,23 @@ pub(super) fn parse_entry(entry: Value) -> Option<(u64, HashMap<String, String>)
     Some((offset, fields))
 }
 
-/// The streams of an `XREAD` reply (RESP2 array or RESP3 map), each with its entries.
-pub(super) fn xread_streams(reply: Value) -> Vec<(String, Vec<Value>)> {
-    let pairs: Vec<(Value, Value)> = match reply {
-        Value::Array(streams) => streams
-            .into_iter()
-            .filter_map(|stream| array::<2>(stream).map(|[k, v]| (k, v)))
-            .collect(),
-        Value::Map(map) => map
-            .inner()
-            .into_iter()
-            .filter_map(|(k, v)| Some((Value::String(k.as_str()?.into()), v)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    pairs
-        .into_iter()
-        .filter_map(|(key, entries)| match entries {
-            Value::Array(entries) => Some((key.as_string()?, entries)),
-            _ => None,
-        })
-        .collect()
+/// The publish script's arguments for a message after the window and the dedupe member:
+/// its fields as one JSON object (for the Pub/Sub payload), then as the stream entry's
+/// field/value pairs (the script adds the epoch to both).
+pub(super) fn encode_message(draft: &MessageDraft) -> Vec<String> {
+    let pairs = message_fields(draft);
+    let json: serde_json::Map<String, serde_json::Value> = pairs
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), serde_json::Value::String(pair[1].clone())))
+        .collect();
+    let mut args = Vec::with_capacity(pairs.len() + 1);
+    args.push(serde_json::Value::Object(json).to_string());
+    args.extend(pairs);
+    args
 }
 
-/// The stream entry fields of a message (the epoch is added by the publish script).
-pub(super) fn encode_message(draft: &MessageDraft) -> Vec<String> {
+/// A message's stream entry fields (the epoch is added by the publish script).
+fn message_fields(draft: &MessageDraft) -> Vec<String> {
     vec![
         "id".into(),
         draft.id.to_string(),

@@ -1,64 +1,83 @@
-//! The node's feeds: the background reader (one blocking `XREAD` over every room read
-//! here), the Pub/Sub listener for ephemeral events, and the epoch checks that end the
-//! feeds of a room whose state Redis lost.
+//! The node's feeds: the Pub/Sub listener (messages and ephemeral events of every room),
+//! the catch-up that reads from a room's stream what the listener did not hear, and the
+//! epoch checks that end the feeds of a room whose state Redis lost.
 
 use super::*;
 
 impl Inner {
-    /// What the reader reads next: each locally-subscribed room's stream from its cursor, and
-    /// the wake stream. Rooms without subscribers left are dropped here.
-    pub(super) fn read_set(&self, wake_cursor: &str) -> (Vec<Key>, Vec<XID>) {
+    /// Reads from the room's stream what its feed has not carried yet (see the [module
+    /// documentation](super)), unless a catch-up is already running: then that one reads
+    /// once more when it is done.
+    pub(super) fn request_catch_up(self: &Arc<Self>, group_id: Uuid) {
         let mut rooms = self.rooms.lock().expect("relay lock poisoned");
-        rooms.retain(|group_id, room| {
-            let keep = room.feed.receiver_count() > 0;
-            if !keep {
-                tracing::debug!(%group_id, "last local subscriber left; no longer reading the room");
-            }
-            keep
-        });
-        let mut keys = Vec::with_capacity(rooms.len() + 1);
-        let mut ids = Vec::with_capacity(rooms.len() + 1);
-        for room in rooms.values() {
-            keys.push(room.key.clone());
-            ids.push(XID::Manual(room.read_from.clone()));
+        let Some(room) = rooms.get_mut(&group_id) else {
+            return;
+        };
+        if room.catching_up {
+            room.catch_up_again = true;
+            return;
         }
-        keys.push(self.keys.wake(&self.node_id).into());
-        ids.push(XID::Manual(wake_cursor.into()));
-        (keys, ids)
+        room.catching_up = true;
+        drop(rooms);
+        tokio::spawn(self.clone().catch_up(group_id));
     }
 
-    /// Fans the entries of one `XREAD` reply out to the local feeds; returns the new wake
-    /// cursor if the wake stream had entries.
-    pub(super) fn deliver(&self, reply: Value) -> Option<String> {
-        let mut wake_cursor = None;
-        let mut rooms = self.rooms.lock().expect("relay lock poisoned");
-        for (key, entries) in xread_streams(reply) {
-            let Some(group_id) = self.keys.group_of_stream(&key) else {
-                if let Some(last) = entries.last().and_then(entry_id) {
-                    wake_cursor = Some(last);
+    /// Every room read here catches up (the listener may have missed anything).
+    pub(super) fn catch_up_all(self: &Arc<Self>) {
+        let rooms: Vec<Uuid> = self
+            .rooms
+            .lock()
+            .expect("relay lock poisoned")
+            .keys()
+            .copied()
+            .collect();
+        for group_id in rooms {
+            self.request_catch_up(group_id);
+        }
+    }
+
+    /// `XRANGE`s the room's stream from its cursor to the end, handing the entries to its
+    /// feed in order. A failure is logged and left to the next request (a heartbeat's at
+    /// the latest).
+    pub(super) async fn catch_up(self: Arc<Self>, group_id: Uuid) {
+        loop {
+            let Some((key, epoch, cursor)) = self
+                .rooms
+                .lock()
+                .expect("relay lock poisoned")
+                .get(&group_id)
+                .map(|room| (room.key.clone(), room.epoch.clone(), room.cursor))
+            else {
+                return;
+            };
+            let read = self
+                .client
+                .xrange::<Value, _, _, _>(key, format!("{}-0", cursor + 1), "+", Some(READ_COUNT))
+                .await;
+            let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+            let Some(room) = rooms.get_mut(&group_id).filter(|room| room.epoch == epoch) else {
+                return;
+            };
+            let entries = match read {
+                Ok(Value::Array(entries)) => entries,
+                Ok(_) => Vec::new(),
+                Err(err) => {
+                    tracing::warn!(%group_id, error = %err, "could not catch up with a room's stream");
+                    room.catching_up = false;
+                    room.catch_up_again = false;
+                    return;
                 }
-                continue;
             };
-            let Some(room) = rooms.get_mut(&group_id) else {
-                continue;
-            };
+            let more = entries.len() as u64 >= READ_COUNT;
             for entry in entries {
-                // Most entries of a busy room were published here and are on the feed
-                // already: skip them before parsing their fields.
-                if entry_id(&entry)
-                    .and_then(|id| offset_of(&id))
-                    .is_some_and(|offset| offset <= room.cursor)
-                {
-                    continue;
-                }
                 let Some((offset, fields)) = parse_entry(entry) else {
                     tracing::warn!(%group_id, "skipping a malformed stream entry");
                     continue;
                 };
-                if fields.get("epoch").map(String::as_str) != Some(room.epoch.as_str()) {
-                    tracing::info!(%group_id, old_epoch = %room.epoch, "room epoch changed; ending local feeds");
+                if fields.get("epoch").map(String::as_str) != Some(epoch.as_str()) {
+                    tracing::info!(%group_id, old_epoch = %epoch, "room epoch changed; ending local feeds");
                     reset_room(&mut rooms, group_id);
-                    break;
+                    return;
                 }
                 let message = decode_message(group_id, offset, &fields).map(Arc::new);
                 if message.is_none() {
@@ -66,8 +85,12 @@ impl Inner {
                 }
                 room.read(offset, message);
             }
+            // Done when the stream is read to its end and nobody asked again meanwhile.
+            if !more && !std::mem::take(&mut room.catch_up_again) {
+                room.catching_up = false;
+                return;
+            }
         }
-        wake_cursor
     }
 
     /// Hands a message this node just published to the room's local feed, if the room is
@@ -81,17 +104,38 @@ impl Inner {
         }
     }
 
-    /// Delivers one Pub/Sub event to the room's local subscribers.
-    pub(super) fn on_event(&self, channel: &str, payload: Option<String>) {
+    /// Hands one Pub/Sub message (a room's message or ephemeral event) to the room's local
+    /// subscribers.
+    pub(super) fn on_event(self: &Arc<Self>, channel: &str, payload: Option<String>) {
         let Some(group_id) = self.keys.group_of_channel(channel) else {
             return;
         };
-        let event = match payload.as_deref().map(serde_json::from_str::<WireEvent>) {
-            Some(Ok(event)) => event.into_event(),
+        // Most messages a busy cluster publishes are for rooms nobody reads on this node.
+        if payload
+            .as_deref()
+            .is_some_and(|p| p.starts_with(MESSAGE_PAYLOAD_START))
+            && !self
+                .rooms
+                .lock()
+                .expect("relay lock poisoned")
+                .contains_key(&group_id)
+        {
+            return;
+        }
+        let wire = match payload.as_deref().map(serde_json::from_str::<WireEvent>) {
+            Some(Ok(wire)) => wire,
             _ => {
                 tracing::warn!(%group_id, "ignoring a malformed room event");
                 return;
             }
+        };
+        let event = match wire {
+            WireEvent::Message {
+                epoch,
+                offset,
+                fields,
+            } => return self.heard(group_id, &epoch, offset, &fields),
+            wire => wire.into_event().expect("not a message"),
         };
         // Every node hears membership changes, whether or not it reads the room.
         self.membership.note(group_id, &event);
@@ -104,22 +148,74 @@ impl Inner {
         }
     }
 
+    /// A message heard on the room's channel: on to the feed in offset order. An offset
+    /// heard after a gap means the listener missed the ones before it: the room catches up.
+    fn heard(
+        self: &Arc<Self>,
+        group_id: Uuid,
+        epoch: &str,
+        offset: u64,
+        fields: &HashMap<String, String>,
+    ) {
+        let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+        let Some(room) = rooms.get_mut(&group_id) else {
+            return;
+        };
+        if room.feed.receiver_count() == 0 {
+            tracing::debug!(%group_id, "last local subscriber left; no longer reading the room");
+            rooms.remove(&group_id);
+            return;
+        }
+        if room.epoch != epoch {
+            tracing::info!(%group_id, old_epoch = %room.epoch, "room epoch changed; ending local feeds");
+            reset_room(&mut rooms, group_id);
+            return;
+        }
+        if offset <= room.cursor {
+            return;
+        }
+        match decode_message(group_id, offset, fields) {
+            Some(message) => room.offer(Arc::new(message)),
+            None => tracing::warn!(%group_id, offset, "heard an undecodable message"),
+        }
+        if room.cursor < offset {
+            drop(rooms);
+            self.request_catch_up(group_id);
+        }
+    }
+
     /// Ends the local feeds of every room whose epoch in Redis is not the one its subscribers
-    /// were given (Redis lost the room, or it was re-initialised meanwhile).
-    pub(super) async fn verify_epochs(&self) {
-        let rooms: Vec<(Uuid, String)> = self
-            .rooms
-            .lock()
-            .expect("relay lock poisoned")
-            .iter()
-            .map(|(group_id, room)| (*group_id, room.epoch.clone()))
-            .collect();
+    /// were given (Redis lost the room, or it was re-initialised meanwhile); a room whose
+    /// counter is past what its feed carried catches up (a message the listener missed in a
+    /// room that has been quiet since); rooms without local subscribers are dropped.
+    pub(super) async fn verify_epochs(self: &Arc<Self>) {
+        let rooms: Vec<(Uuid, String, u64)> = {
+            let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+            rooms.retain(|_, room| room.feed.receiver_count() > 0);
+            rooms
+                .iter()
+                .map(|(group_id, room)| (*group_id, room.epoch.clone(), room.cursor))
+                .collect()
+        };
         let checks = futures::stream::iter(rooms)
-            .map(|(group_id, epoch)| async move {
+            .map(|(group_id, epoch, cursor)| async move {
                 let current = self
                     .client
-                    .hget::<Option<String>, _, _>(self.keys.meta(group_id), "epoch")
-                    .await;
+                    .hmget::<Vec<Option<String>>, _, _>(
+                        self.keys.meta(group_id),
+                        vec!["epoch", "offset"],
+                    )
+                    .await
+                    .map(|meta| {
+                        let mut meta = meta.into_iter();
+                        let epoch = meta.next().flatten();
+                        let behind = meta
+                            .next()
+                            .flatten()
+                            .and_then(|offset| offset.parse::<u64>().ok())
+                            .is_some_and(|offset| offset > cursor);
+                        (epoch, behind)
+                    });
                 (group_id, epoch, current)
             })
             .buffer_unordered(HEARTBEAT_CONCURRENCY)
@@ -128,14 +224,15 @@ impl Inner {
         let mut failed = 0usize;
         for (group_id, epoch, current) in checks {
             match current {
-                Ok(current) if current.as_deref() != Some(epoch.as_str()) => {
+                Ok((current, _)) if current.as_deref() != Some(epoch.as_str()) => {
                     let mut rooms = self.rooms.lock().expect("relay lock poisoned");
                     if rooms.get(&group_id).is_some_and(|room| room.epoch == epoch) {
                         tracing::info!(%group_id, old_epoch = %epoch, new_epoch = ?current, "room epoch changed; ending local feeds");
                         reset_room(&mut rooms, group_id);
                     }
                 }
-                Ok(_) => {}
+                Ok((_, true)) => self.request_catch_up(group_id),
+                Ok((_, false)) => {}
                 Err(err) => {
                     failed += 1;
                     if failed == 1 {
@@ -152,20 +249,20 @@ impl Inner {
 
 impl LocalRoom {
     pub(super) fn new(epoch: String, cursor: u64, feed: RoomFeed, key: String) -> Self {
-        let mut room = Self {
+        Self {
             epoch,
-            cursor: 0,
+            cursor,
             feed,
             key: key.into(),
-            read_from: Str::default(),
             early: Default::default(),
-        };
-        room.advance(cursor);
-        room
+            catching_up: false,
+            catch_up_again: false,
+        }
     }
 
-    /// A message published on this node: sent on the feed if it is the next offset, held if
-    /// an earlier one has not been sent yet, dropped if the reader already sent it.
+    /// A message published on this node, or heard on the room's channel: sent on the feed
+    /// if it is the next offset, held if an earlier one has not been sent yet, dropped if it
+    /// was sent already.
     pub(super) fn offer(&mut self, message: Arc<ChatMessage>) {
         if message.offset <= self.cursor {
             return;
@@ -178,7 +275,7 @@ impl LocalRoom {
         }
     }
 
-    /// The next entry the reader found in the stream after the cursor (`None`: it could not
+    /// The next entry a catch-up found in the stream after the cursor (`None`: it could not
     /// be decoded and is skipped). Held messages before it go first; a gap before it means
     /// the stream was trimmed before this node read it (the hub fills the gap from the
     /// store or ends the stream).
@@ -212,7 +309,6 @@ impl LocalRoom {
 
     fn advance(&mut self, cursor: u64) {
         self.cursor = cursor;
-        self.read_from = format!("{cursor}-0").into();
     }
 
     /// Sends the held messages that now follow the cursor, and forgets those it passed.
@@ -238,40 +334,6 @@ pub(super) fn reset_room(rooms: &mut HashMap<Uuid, LocalRoom>, group_id: Uuid) {
     }
 }
 
-/// The background reader: one blocking `XREAD` at a time over every room with local
-/// subscribers (plus the wake stream), re-issued whenever it returns.
-pub(super) async fn run_reader(inner: Arc<Inner>, shutdown: CancellationToken) {
-    let mut wake_cursor = "0-0".to_owned();
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let (keys, ids) = inner.read_set(&wake_cursor);
-        let read = inner.reader.xread::<Value, _, _>(
-            Some(READ_COUNT),
-            Some(READ_BLOCK.as_millis() as u64),
-            keys,
-            ids,
-        );
-        let reply = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            reply = read => reply,
-        };
-        match reply {
-            Ok(reply) => {
-                backoff = MIN_BACKOFF;
-                if let Some(cursor) = inner.deliver(reply) {
-                    wake_cursor = cursor;
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "room reader failed; retrying");
-                if !back_off(&mut backoff, &shutdown).await {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// Waits `backoff` (doubled for next time, up to [`MAX_BACKOFF`]); false if shutdown came
 /// first.
 pub(super) async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
@@ -286,8 +348,8 @@ pub(super) async fn back_off(backoff: &mut Duration, shutdown: &CancellationToke
 /// The Pub/Sub listener.
 ///
 /// It holds one pattern subscription (`P:room:*:events`) for the node's whole life and drops
-/// events of rooms without local subscribers, rather than one channel per locally-read room:
-/// ephemeral events are small and rate-limited, a subscription that never changes cannot
+/// messages and events of rooms without local subscribers, rather than one channel per
+/// locally-read room: a subscription that never changes cannot
 /// race with a room being opened and dropped at the same time (an `UNSUBSCRIBE` for the old
 /// feed overtaking the `SUBSCRIBE` for the new one), opening a feed costs no round trip, and
 /// after a reconnect there is exactly one thing to re-subscribe.
@@ -301,7 +363,8 @@ pub(super) async fn run_listener(inner: Arc<Inner>, shutdown: CancellationToken)
             message = messages.recv() => match message {
                 Ok(message) => inner.on_event(&message.channel, message.value.as_string()),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "room events listener lagged; ephemeral events lost");
+                    tracing::warn!(missed, "room events listener lagged; ephemeral events lost, rooms catch up with their messages");
+                    inner.catch_up_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     // The client was shut down: wait for the shutdown signal, or for a
@@ -317,6 +380,8 @@ pub(super) async fn run_listener(inner: Arc<Inner>, shutdown: CancellationToken)
                     continue;
                 }
                 resubscribe(&inner, &shutdown).await;
+                // What was published while the subscription was down.
+                inner.catch_up_all();
             }
         }
     }

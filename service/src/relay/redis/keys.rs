@@ -44,10 +44,6 @@ impl Keys {
         format!("{}{participant}", self.presence_prefix(group_id))
     }
 
-    pub(super) fn wake(&self, node_id: &str) -> String {
-        format!("{}:node:{node_id}:wake", self.prefix)
-    }
-
     /// The pattern matching every room's events channel, with glob characters of the prefix
     /// escaped.
     pub(super) fn events_pattern(&self) -> String {
@@ -59,12 +55,6 @@ impl Keys {
             escaped.push(c);
         }
         format!("{escaped}:room:*:events")
-    }
-
-    /// The room of a stream key; `None` for any other key (the wake stream).
-    pub(super) fn group_of_stream(&self, key: &str) -> Option<Uuid> {
-        let rest = key.strip_prefix(&self.prefix)?.strip_prefix(":room:")?;
-        Uuid::parse_str(rest.strip_suffix(":stream")?).ok()
     }
 
     /// The room of an events channel.

@@ -9,32 +9,39 @@
 //! - `P:room:G:dedupe`: sorted set `sender:client_message_id` → offset, trimmed to the window.
 //! - `P:room:G:online` (participant → deadline), `P:room:G:names` (participant → name) and
 //!   `P:room:G:presence:<participant>` (node → deadline): cluster-wide presence.
-//! - `P:room:G:events`: the Pub/Sub channel of the room's ephemeral events.
-//! - `P:node:<node>:wake`: a tiny per-node stream that interrupts the node's blocked reader.
+//! - `P:room:G:events`: the Pub/Sub channel of the room: its messages and ephemeral events.
 //!
 //! Publishing is one Lua script: dedupe check, `HINCRBY` of the counter, `XADD` with the
-//! explicit id, trimming. A room without a counter (new, deleted, or lost by a Redis restart)
-//! is initialised by another script, atomically with respect to other nodes: a new epoch is
-//! drawn, so clients holding the old epoch are told their offsets no longer compare
-//! (`Replay::EpochChanged`), and the counter is seeded past every offset the old epoch may
-//! have handed out: the newest in the store or in the log's unstored tail ([`LogTail`]), plus
-//! [`EPOCH_GAP`] for messages that were still on their way to the log.
+//! explicit id, trimming, and a `PUBLISH` of the message on the room's channel. A room
+//! without a counter (new, deleted, or lost by a Redis restart) is initialised by another
+//! script, atomically with respect to other nodes: a new epoch is drawn, so clients holding
+//! the old epoch are told their offsets no longer compare (`Replay::EpochChanged`), and the
+//! counter is seeded past every offset the old epoch may have handed out: the newest in the
+//! store or in the log's unstored tail ([`LogTail`]), plus [`EPOCH_GAP`] for messages that
+//! were still on their way to the log.
 //!
-//! Each node runs three background tasks: one reader doing a blocking `XREAD` over every room
-//! that has local subscribers (fanning entries out through each room's [`RoomFeed`]), one
-//! Pub/Sub listener for ephemeral events, and one heartbeat that refreshes this node's presence
+//! Each node runs two background tasks: one Pub/Sub listener (one pattern subscription to
+//! every room's channel, for its whole life) that hands messages and events to the feeds of
+//! the rooms with local subscribers, and one heartbeat that refreshes this node's presence
 //! entries and checks that every locally-read room still has the epoch its subscribers were
 //! given (when it does not, they get [`RoomEvent::Reset`] and their feeds end).
 //!
-//! A message published on this node does not wait for the reader to reach this node's own
-//! subscribers: the publish reply hands it to the room's feed at once, in offset
-//! order (one that overtook an earlier offset — another node's, or this node's with its reply
-//! still on the way — waits for it). The reader still reads it, for the offsets of other
-//! nodes, and skips what the feed already carried: every feed sees each offset once, in order.
+//! The streams are for replay and for catching up, not for delivery. Redis runs scripts one
+//! at a time, so every node hears a room's messages in offset order; a message this node
+//! published reaches its own subscribers from the publish reply already, and whichever path
+//! brings an offset first, every feed carries each offset once, in order (one that
+//! overtook an earlier offset waits for it). What Pub/Sub can lose — messages published
+//! while the subscription was down or the listener fell behind, or just before a room was
+//! opened here — a room reads from its stream (`XRANGE` from its cursor, [`Inner::catch_up`]):
+//! when it is opened, when an offset is heard after a gap, after the subscription comes back,
+//! and when a heartbeat finds the room's counter ahead of what the node has heard.
+//! (Before, each node blocked in one `XREAD` over the streams of every room it read, which
+//! Redis re-registered on every publish: with 1 000 rooms that cost Redis and the node
+//! more than the messages did.)
 //!
 //! It needs one Redis server (standalone, or failed over by Sentinel), not a Redis Cluster:
-//! one `XREAD` spans the streams of many rooms, and `close_room`'s script deletes presence
-//! keys it derives from the room's. Redis may lose its state (no persistence): rooms are
+//! a room's keys carry no hash tag, the listener's pattern subscription is not sharded, and
+//! `close_room`'s script deletes presence keys it derives from the room's. Redis may lose its state (no persistence): rooms are
 //! re-seeded from the store with a new epoch, presence is re-written by the next heartbeat.
 
 use std::collections::HashMap;
@@ -44,13 +51,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use fred::bytes_utils::Str;
 use fred::prelude::{
     Builder, Client, ClientLike, Config, EventInterface, HashesInterface, LuaInterface,
     PubsubInterface, ReconnectPolicy, StreamsInterface, Value,
 };
 use fred::types::Key;
-use fred::types::streams::XID;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -85,28 +90,22 @@ use scripts::*;
 /// [`RelayError::Unavailable`] (e.g. while Redis is unreachable and the client reconnects).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest the reader blocks in one `XREAD` when nothing arrives. New rooms interrupt it
-/// through the wake stream; this only bounds how late a room nobody reads any more is dropped.
-const READ_BLOCK: Duration = Duration::from_secs(5);
-
-/// Entries read per room and `XREAD` call.
+/// Entries read per `XRANGE` of a room catching up.
 const READ_COUNT: u64 = 512;
 
-/// Pub/Sub messages (every room's ephemeral events: typing, presence, removals, closing)
-/// this node buffers before its listener counts as lagging and drops some.
+/// Pub/Sub messages (every room's messages and ephemeral events: typing, presence, removals,
+/// closing) this node buffers before its listener counts as lagging and drops some (the
+/// rooms then catch up from their streams).
 const PUBSUB_BUFFER: usize = 4096;
 
-/// Messages published on this node that a room holds while an earlier offset is still on
-/// its way (see `LocalRoom::early`). Past it they are left to the reader, which reads every
-/// message from the stream anyway.
+/// Messages a room holds while an earlier offset is still on its way (see
+/// `LocalRoom::early`). Past it they are left to the catch-up, which reads them from the
+/// stream.
 const MAX_EARLY: usize = 1024;
 
-/// Pauses of the reader and the Pub/Sub listener after a failure, doubling up to the maximum.
+/// Pauses of the Pub/Sub listener after a failure, doubling up to the maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// How long an unused wake stream stays in Redis.
-const WAKE_TTL_MS: u64 = 600_000;
 
 /// Stripes of the presence write locks (see `Inner::presence_writes`).
 const PRESENCE_STRIPES: usize = 64;
@@ -171,12 +170,10 @@ pub struct RedisRelay {
 struct Inner {
     /// Commands and scripts (pipelined by fred).
     client: Client,
-    /// Dedicated to the blocking `XREAD`.
-    reader: Client,
     /// Dedicated to the Pub/Sub pattern subscription.
     pubsub: Client,
     keys: Keys,
-    /// This node's id in presence entries and its wake stream.
+    /// This node's id in presence entries.
     node_id: String,
     window: usize,
     feed_capacity: usize,
@@ -209,15 +206,16 @@ struct LocalRoom {
     /// Offset of the last message sent on `feed` (or the head when the room was opened).
     cursor: u64,
     feed: RoomFeed,
-    /// The room's stream key and the entry id after `cursor`, as the reader names them in
-    /// every `XREAD` (kept ready: with many rooms, the reader would otherwise build them
-    /// all again for every read).
+    /// The room's stream key (read when catching up).
     key: Key,
-    read_from: Str,
-    /// Messages this node published that arrived before an earlier offset was sent on
-    /// `feed` (published by another node, or by this one with its reply still on the way):
-    /// sent as soon as the offsets before them are (see [`LocalRoom::offer`]).
+    /// Messages that arrived before an earlier offset was sent on `feed` (a publish reply
+    /// overtaking the channel, or an offset heard after a gap): sent as soon as the offsets
+    /// before them are (see [`LocalRoom::offer`]).
     early: std::collections::BTreeMap<u64, Arc<ChatMessage>>,
+    /// A catch-up is running ([`Inner::catch_up`]), and whether another was asked for
+    /// meanwhile (it then reads once more).
+    catching_up: bool,
+    catch_up_again: bool,
 }
 
 fn unavailable(err: fred::error::Error) -> RelayError {
@@ -315,9 +313,8 @@ impl RedisRelay {
         let config = Config::from_url(url).context("parsing the redis url")?;
         let feed_capacity = feed_capacity.max(1);
         let client = build_client(&config, COMMAND_TIMEOUT, 32)?;
-        let reader = build_client(&config, READ_BLOCK + COMMAND_TIMEOUT, 32)?;
         let pubsub = build_client(&config, COMMAND_TIMEOUT, PUBSUB_BUFFER)?;
-        for c in [&client, &reader, &pubsub] {
+        for c in [&client, &pubsub] {
             c.init()
                 .await
                 .with_context(|| format!("connecting to redis at {}", display_url(url)))?;
@@ -341,11 +338,9 @@ impl RedisRelay {
             online: load(format!("{NOW_MS}{ONLINE}")).await?,
             close: load(CLOSE.to_owned()).await?,
             forget: load(FORGET.to_owned()).await?,
-            wake: load(WAKE.to_owned()).await?,
         };
         let inner = Arc::new(Inner {
             client,
-            reader,
             pubsub,
             keys: Keys {
                 prefix: key_prefix.to_owned(),
@@ -365,8 +360,8 @@ impl RedisRelay {
                 .collect(),
             membership: local::MembershipFeed::default(),
         });
-        // Subscribed before `connect` returns, so that no event published after a
-        // subscription opens can be missed.
+        // Subscribed before `connect` returns, so that no message or event published after
+        // a subscription opens can be missed.
         inner
             .pubsub
             .psubscribe(inner.keys.events_pattern())
@@ -374,7 +369,6 @@ impl RedisRelay {
             .context("subscribing to the rooms' events")?;
         let shutdown = CancellationToken::new();
         let tasks = vec![
-            tokio::spawn(run_reader(inner.clone(), shutdown.clone())),
             tokio::spawn(run_listener(inner.clone(), shutdown.clone())),
             tokio::spawn(run_heartbeat(inner.clone(), shutdown.clone())),
         ];
@@ -406,11 +400,7 @@ impl RedisRelay {
 impl Drop for RedisRelay {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let clients = [
-            self.inner.client.clone(),
-            self.inner.reader.clone(),
-            self.inner.pubsub.clone(),
-        ];
+        let clients = [self.inner.client.clone(), self.inner.pubsub.clone()];
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 for client in clients {
@@ -448,6 +438,7 @@ impl RoomRelay for RedisRelay {
             inner.keys.meta(group_id),
             inner.keys.stream(group_id),
             inner.keys.dedupe(group_id),
+            inner.keys.events(group_id),
         ];
         let mut args = vec![inner.window.to_string(), dedupe];
         args.extend(encode_message(&draft));
@@ -517,8 +508,8 @@ impl RoomRelay for RedisRelay {
             match rooms.get(&group_id) {
                 Some(room) if room.epoch == epoch => (room.feed.subscribe(), room.cursor, false),
                 // Not read yet, or read with a stale epoch (replacing it ends the old feeds):
-                // the reader starts right after the offset just read, so nothing published
-                // after it is missed.
+                // the room starts right after the offset just read, and catches up with what
+                // was published before the listener knew it.
                 _ => {
                     reset_room(&mut rooms, group_id);
                     let feed = RoomFeed::new(inner.feed_capacity);
@@ -532,7 +523,7 @@ impl RoomRelay for RedisRelay {
             }
         };
         if opened {
-            inner.wake_reader().await.map_err(unavailable)?;
+            inner.request_catch_up(group_id);
         }
         Ok(Subscription {
             epoch,

@@ -5,8 +5,7 @@ use super::*;
 
 impl Inner {
     pub(super) async fn quit(&self) {
-        for client in [&self.client, &self.reader, &self.pubsub] {
-            // The reader may still be blocked in an `XREAD`: do not wait for it.
+        for client in [&self.client, &self.pubsub] {
             let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
         }
     }
@@ -96,16 +95,5 @@ impl Inner {
             tracing::info!(%group_id, old_epoch = %room.epoch, new_epoch = ?epoch, "room epoch changed; ending local feeds");
             reset_room(&mut rooms, group_id);
         }
-    }
-
-    /// Interrupts the reader's blocked `XREAD` so it picks up a new room.
-    pub(super) async fn wake_reader(&self) -> Result<(), fred::error::Error> {
-        self.eval(
-            &self.scripts.wake,
-            vec![self.keys.wake(&self.node_id)],
-            vec![WAKE_TTL_MS.to_string()],
-        )
-        .await
-        .map(drop)
     }
 }

@@ -16,14 +16,15 @@ pub(super) struct Scripts {
     pub(super) online: Script,
     pub(super) close: Script,
     pub(super) forget: Script,
-    pub(super) wake: Script,
 }
 
 /// Milliseconds of the Redis clock, so every node expires presence by the same clock.
 pub(super) const NOW_MS: &str = include_str!("lua/now_ms.lua");
 
-/// KEYS: meta, stream, dedupe. ARGV: window, dedupe member ('' for none), then the entry's
-/// field/value pairs. Returns {'uninit'}, {'dup', epoch, entry} or {'new', epoch, offset}.
+/// KEYS: meta, stream, dedupe, events channel. ARGV: window, dedupe member ('' for none),
+/// the message's fields as a JSON object, then the entry's field/value pairs. Stores a new
+/// message and publishes it on the room's channel. Returns {'uninit'}, {'dup', epoch, entry}
+/// or {'new', epoch, offset}.
 pub(super) const PUBLISH: &str = include_str!("lua/publish.lua");
 
 /// KEYS: meta, stream, dedupe. ARGV: seed offset, new epoch. Initialises the room unless
@@ -52,6 +53,3 @@ pub(super) const CLOSE: &str = include_str!("lua/close.lua");
 /// KEYS: online, names. ARGV: prefix of the per-participant presence keys. Forgets who is
 /// online in the room.
 pub(super) const FORGET: &str = include_str!("lua/forget.lua");
-
-/// KEYS: wake stream. ARGV: ttl ms. Interrupts the node's blocked `XREAD`.
-pub(super) const WAKE: &str = include_str!("lua/wake.lua");

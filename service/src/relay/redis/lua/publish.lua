@@ -11,7 +11,10 @@ if ARGV[2] ~= '' then
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', window, string.format('%d-0', offset),
-  'epoch', epoch, unpack(ARGV, 3))
+  'epoch', epoch, unpack(ARGV, 4))
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[3], offset, ARGV[2]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - window)
+-- Every node hears it on the room's channel, in offset order (scripts run one at a time).
+redis.call('PUBLISH', KEYS[4], '{"kind":"message","epoch":' .. cjson.encode(epoch) ..
+  ',"offset":' .. string.format('%d', offset) .. ',"fields":' .. ARGV[3] .. '}')
 return {'new', epoch, offset}
