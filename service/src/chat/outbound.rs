@@ -87,9 +87,13 @@ pub enum Gone {
 }
 
 /// The producing side, shared by the tasks that write to one client.
+///
+/// The queue carries boxed events: it allocates its first block of slots when it is created,
+/// in every stream, and most streams never queue anything (their events come from the room),
+/// so the slots are kept pointer-sized (8 bytes each instead of the event's 64).
 #[derive(Clone)]
 pub struct Outbound {
-    queue: mpsc::Sender<Outgoing>,
+    queue: mpsc::Sender<Box<Outgoing>>,
     end: Arc<Mutex<Option<oneshot::Sender<StreamEnd>>>>,
     ended: CancellationToken,
 }
@@ -119,7 +123,7 @@ pub(super) fn channel(capacity: usize, room: RoomReader) -> (Outbound, EventStre
 impl Outbound {
     /// Queues `event` without waiting.
     pub fn push(&self, event: Outgoing) -> Result<(), Gone> {
-        match self.queue.try_send(event) {
+        match self.queue.try_send(Box::new(event)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -155,7 +159,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// ones, then the ending unless the client left.
 pub struct EventStream {
     /// `None` once every [`Outbound`] is gone.
-    queue: Option<mpsc::Receiver<Outgoing>>,
+    queue: Option<mpsc::Receiver<Box<Outgoing>>>,
     end: Option<oneshot::Receiver<StreamEnd>>,
     /// `None` once the stream has ended (which lets the room go).
     room: Option<Box<RoomReader>>,
@@ -175,7 +179,7 @@ impl EventStream {
         let Some(queue) = self.queue.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = queue.poll_recv(cx);
+        let polled = queue.poll_recv(cx).map(|event| event.map(|event| *event));
         if let Poll::Ready(None) = polled {
             self.queue = None;
         }
