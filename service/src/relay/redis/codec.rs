@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// What travels on a room's Pub/Sub channel.
+/// What travels on a room's Pub/Sub channels.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum WireEvent {
@@ -127,8 +127,8 @@ pub(super) fn parse_entry(entry: Value) -> Option<(u64, HashMap<String, String>)
 }
 
 /// The publish script's arguments for a message after the window and the dedupe member:
-/// its fields as one JSON object (for the Pub/Sub payload), then as the stream entry's
-/// field/value pairs (the script adds the epoch to both).
+/// its fields as one JSON object (for the Pub/Sub payload, beside the epoch and offset),
+/// then as the stream entry's field/value pairs (the script adds the epoch).
 pub(super) fn encode_message(draft: &MessageDraft) -> Vec<String> {
     let pairs = message_fields(draft);
     let json: serde_json::Map<String, serde_json::Value> = pairs

@@ -37,9 +37,10 @@ impl Inner {
     }
 
     /// `XRANGE`s the room's stream from its cursor to the end, handing the entries to its
-    /// feed in order. A failure is logged and left to the next request (a heartbeat's at
-    /// the latest).
+    /// feed in order. A failure is retried (backing off) for as long as the room is read
+    /// here under the same epoch.
     pub(super) async fn catch_up(self: Arc<Self>, group_id: Uuid) {
+        let mut backoff = MIN_BACKOFF;
         loop {
             let Some((key, epoch, cursor)) = self
                 .rooms
@@ -54,20 +55,22 @@ impl Inner {
                 .client
                 .xrange::<Value, _, _, _>(key, format!("{}-0", cursor + 1), "+", Some(READ_COUNT))
                 .await;
-            let mut rooms = self.rooms.lock().expect("relay lock poisoned");
-            let Some(room) = rooms.get_mut(&group_id).filter(|room| room.epoch == epoch) else {
-                return;
-            };
             let entries = match read {
                 Ok(Value::Array(entries)) => entries,
                 Ok(_) => Vec::new(),
                 Err(err) => {
-                    tracing::warn!(%group_id, error = %err, "could not catch up with a room's stream");
-                    room.catching_up = false;
-                    room.catch_up_again = false;
-                    return;
+                    tracing::warn!(%group_id, error = %err, retry_in_ms = backoff.as_millis() as u64, "could not catch up with a room's stream; retrying");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
             };
+            let mut rooms = self.rooms.lock().expect("relay lock poisoned");
+            let Some(room) = rooms.get_mut(&group_id).filter(|room| room.epoch == epoch) else {
+                return;
+            };
+            backoff = MIN_BACKOFF;
             let more = entries.len() as u64 >= READ_COUNT;
             for entry in entries {
                 let Some((offset, fields)) = parse_entry(entry) else {
@@ -345,59 +348,106 @@ pub(super) async fn back_off(backoff: &mut Duration, shutdown: &CancellationToke
     }
 }
 
-/// The Pub/Sub listener.
+/// The two Pub/Sub subscriptions of a node, each on its own connection.
+#[derive(Clone, Copy)]
+pub(super) enum Channels {
+    /// Every room's ephemeral events (typing, presence, removals, closing).
+    Events,
+    /// Every room's messages: what the listener misses, rooms read from their streams.
+    Messages,
+}
+
+impl Channels {
+    pub(super) fn client(self, inner: &Inner) -> &Client {
+        match self {
+            Channels::Events => &inner.pubsub,
+            Channels::Messages => &inner.messages,
+        }
+    }
+
+    pub(super) fn pattern(self, inner: &Inner) -> String {
+        inner.keys.pattern(self.name())
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Channels::Events => "events",
+            Channels::Messages => "messages",
+        }
+    }
+}
+
+/// A Pub/Sub listener.
 ///
-/// It holds one pattern subscription (`P:room:*:events`) for the node's whole life and drops
-/// messages and events of rooms without local subscribers, rather than one channel per
-/// locally-read room: a subscription that never changes cannot
-/// race with a room being opened and dropped at the same time (an `UNSUBSCRIBE` for the old
-/// feed overtaking the `SUBSCRIBE` for the new one), opening a feed costs no round trip, and
-/// after a reconnect there is exactly one thing to re-subscribe.
-pub(super) async fn run_listener(inner: Arc<Inner>, shutdown: CancellationToken) {
-    let mut messages = inner.pubsub.message_rx();
-    let mut reconnects = inner.pubsub.reconnect_rx();
+/// It holds one pattern subscription (`P:room:*:events` or `P:room:*:messages`) for the
+/// node's whole life and drops what it hears for rooms without local subscribers, rather
+/// than one channel per locally-read room: a subscription that never changes cannot race
+/// with a room being opened and dropped at the same time (an `UNSUBSCRIBE` for the old feed
+/// overtaking the `SUBSCRIBE` for the new one), opening a feed costs no round trip, and after
+/// a reconnect there is exactly one thing to re-subscribe. Messages it missed (it lagged, or
+/// its connection was down) every room reads from its stream.
+pub(super) async fn run_listener(
+    inner: Arc<Inner>,
+    channels: Channels,
+    shutdown: CancellationToken,
+) {
+    let client = channels.client(&inner).clone();
+    let mut messages = client.message_rx();
+    let mut reconnects = client.reconnect_rx();
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
             message = messages.recv() => match message {
                 Ok(message) => inner.on_event(&message.channel, message.value.as_string()),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "room events listener lagged; ephemeral events lost, rooms catch up with their messages");
-                    inner.catch_up_all();
-                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => match channels {
+                    Channels::Events => {
+                        tracing::warn!(missed, "room events listener lagged; ephemeral events lost");
+                    }
+                    Channels::Messages => {
+                        tracing::warn!(missed, "room messages listener lagged; rooms catch up from their streams");
+                        inner.catch_up_all();
+                    }
+                },
                 Err(broadcast::error::RecvError::Closed) => {
                     // The client was shut down: wait for the shutdown signal, or for a
                     // new stream.
                     tokio::time::sleep(MIN_BACKOFF).await;
-                    messages = inner.pubsub.message_rx();
+                    messages = client.message_rx();
                 }
             },
             reconnected = reconnects.recv() => {
                 if let Err(broadcast::error::RecvError::Closed) = reconnected {
                     tokio::time::sleep(MIN_BACKOFF).await;
-                    reconnects = inner.pubsub.reconnect_rx();
+                    reconnects = client.reconnect_rx();
                     continue;
                 }
-                resubscribe(&inner, &shutdown).await;
-                // What was published while the subscription was down.
-                inner.catch_up_all();
+                resubscribe(&inner, channels, &shutdown).await;
+                if let Channels::Messages = channels {
+                    // What was published while the subscription was down.
+                    inner.catch_up_all();
+                }
             }
         }
     }
 }
 
 /// Subscribes the pattern again after the Pub/Sub connection came back, until it succeeds.
-pub(super) async fn resubscribe(inner: &Inner, shutdown: &CancellationToken) {
+pub(super) async fn resubscribe(inner: &Inner, channels: Channels, shutdown: &CancellationToken) {
     let mut backoff = MIN_BACKOFF;
+    let what = channels.name();
     loop {
-        match inner.pubsub.psubscribe(inner.keys.events_pattern()).await {
+        match channels
+            .client(inner)
+            .psubscribe(channels.pattern(inner))
+            .await
+        {
             Ok(()) => {
-                tracing::info!("room events subscription restored");
+                tracing::info!(what, "room subscription restored");
                 return;
             }
             Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "could not restore the room events subscription; retrying");
+                tracing::warn!(what, error = %err, retry_in_ms = backoff.as_millis() as u64, "could not restore a room subscription; retrying");
                 if !back_off(&mut backoff, shutdown).await {
                     return;
                 }

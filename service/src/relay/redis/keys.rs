@@ -27,6 +27,10 @@ impl Keys {
         self.room(group_id, "events")
     }
 
+    pub(super) fn messages(&self, group_id: Uuid) -> String {
+        self.room(group_id, "messages")
+    }
+
     pub(super) fn online(&self, group_id: Uuid) -> String {
         self.room(group_id, "online")
     }
@@ -44,9 +48,9 @@ impl Keys {
         format!("{}{participant}", self.presence_prefix(group_id))
     }
 
-    /// The pattern matching every room's events channel, with glob characters of the prefix
-    /// escaped.
-    pub(super) fn events_pattern(&self) -> String {
+    /// The pattern matching every room's `part` channel (`events`, `messages`), with glob
+    /// characters of the prefix escaped.
+    pub(super) fn pattern(&self, part: &str) -> String {
         let mut escaped = String::with_capacity(self.prefix.len());
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -54,12 +58,15 @@ impl Keys {
             }
             escaped.push(c);
         }
-        format!("{escaped}:room:*:events")
+        format!("{escaped}:room:*:{part}")
     }
 
-    /// The room of an events channel.
+    /// The room of an events or messages channel.
     pub(super) fn group_of_channel(&self, channel: &str) -> Option<Uuid> {
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":room:")?;
-        Uuid::parse_str(rest.strip_suffix(":events")?).ok()
+        let id = rest
+            .strip_suffix(":events")
+            .or_else(|| rest.strip_suffix(":messages"))?;
+        Uuid::parse_str(id).ok()
     }
 }

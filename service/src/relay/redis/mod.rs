@@ -9,10 +9,11 @@
 //! - `P:room:G:dedupe`: sorted set `sender:client_message_id` → offset, trimmed to the window.
 //! - `P:room:G:online` (participant → deadline), `P:room:G:names` (participant → name) and
 //!   `P:room:G:presence:<participant>` (node → deadline): cluster-wide presence.
-//! - `P:room:G:events`: the Pub/Sub channel of the room: its messages and ephemeral events.
+//! - `P:room:G:messages`: the Pub/Sub channel of the room's messages, and `P:room:G:events`
+//!   the one of its ephemeral events (typing, presence, removals, closing).
 //!
 //! Publishing is one Lua script: dedupe check, `HINCRBY` of the counter, `XADD` with the
-//! explicit id, trimming, and a `PUBLISH` of the message on the room's channel. A room
+//! explicit id, trimming, and a `PUBLISH` of the message on the room's messages channel. A room
 //! without a counter (new, deleted, or lost by a Redis restart) is initialised by another
 //! script, atomically with respect to other nodes: a new epoch is drawn, so clients holding
 //! the old epoch are told their offsets no longer compare (`Replay::EpochChanged`), and the
@@ -20,9 +21,11 @@
 //! store or in the log's unstored tail ([`LogTail`]), plus [`EPOCH_GAP`] for messages that
 //! were still on their way to the log.
 //!
-//! Each node runs two background tasks: one Pub/Sub listener (one pattern subscription to
-//! every room's channel, for its whole life) that hands messages and events to the feeds of
-//! the rooms with local subscribers, and one heartbeat that refreshes this node's presence
+//! Each node runs three background tasks: two Pub/Sub listeners, each on its own connection
+//! with one pattern subscription for the node's whole life (every room's messages; every
+//! room's events), that hand what they hear to the feeds of the rooms with local subscribers
+//! (membership events to the node's member checks too), and one heartbeat that refreshes this
+//! node's presence
 //! entries and checks that every locally-read room still has the epoch its subscribers were
 //! given (when it does not, they get [`RoomEvent::Reset`] and their feeds end).
 //!
@@ -32,17 +35,19 @@
 //! brings an offset first, every feed carries each offset once, in order (one that
 //! overtook an earlier offset waits for it). What Pub/Sub can lose — messages published
 //! while the subscription was down or the listener fell behind, or just before a room was
-//! opened here — a room reads from its stream (`XRANGE` from its cursor, [`Inner::catch_up`]):
-//! when it is opened, when an offset is heard after a gap, after the subscription comes back,
-//! and when a heartbeat finds the room's counter ahead of what the node has heard.
+//! opened here — a room reads from its stream (`XRANGE` from its cursor,
+//! `Inner::catch_up`): when it is opened, when an offset is heard after a gap, after the
+//! subscription comes back, and when a heartbeat finds the room's counter ahead of what the
+//! node has heard.
 //! (Before, each node blocked in one `XREAD` over the streams of every room it read, which
 //! Redis re-registered on every publish: with 1 000 rooms that cost Redis and the node
 //! more than the messages did.)
 //!
 //! It needs one Redis server (standalone, or failed over by Sentinel), not a Redis Cluster:
-//! a room's keys carry no hash tag, the listener's pattern subscription is not sharded, and
-//! `close_room`'s script deletes presence keys it derives from the room's. Redis may lose its state (no persistence): rooms are
-//! re-seeded from the store with a new epoch, presence is re-written by the next heartbeat.
+//! a room's keys carry no hash tag, the listeners' pattern subscriptions are not sharded, and
+//! `close_room`'s script deletes presence keys it derives from the room's. Redis may lose its
+//! state (no persistence): rooms are re-seeded from the store with a new epoch, presence is
+//! re-written by the next heartbeat.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,9 +98,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Entries read per `XRANGE` of a room catching up.
 const READ_COUNT: u64 = 512;
 
-/// Pub/Sub messages (every room's messages and ephemeral events: typing, presence, removals,
-/// closing) this node buffers before its listener counts as lagging and drops some (the
-/// rooms then catch up from their streams).
+/// Pub/Sub messages each listener buffers before it counts as lagging and drops some: every
+/// room's messages on one connection (the rooms then catch up from their streams), every
+/// room's ephemeral events on the other (kept apart, so that a burst of messages cannot
+/// crowd out a removal or a revocation).
 const PUBSUB_BUFFER: usize = 4096;
 
 /// Messages a room holds while an earlier offset is still on its way (see
@@ -170,8 +176,10 @@ pub struct RedisRelay {
 struct Inner {
     /// Commands and scripts (pipelined by fred).
     client: Client,
-    /// Dedicated to the Pub/Sub pattern subscription.
+    /// Dedicated to the Pub/Sub pattern subscription to every room's events.
     pubsub: Client,
+    /// Dedicated to the Pub/Sub pattern subscription to every room's messages.
+    messages: Client,
     keys: Keys,
     /// This node's id in presence entries.
     node_id: String,
@@ -314,7 +322,8 @@ impl RedisRelay {
         let feed_capacity = feed_capacity.max(1);
         let client = build_client(&config, COMMAND_TIMEOUT, 32)?;
         let pubsub = build_client(&config, COMMAND_TIMEOUT, PUBSUB_BUFFER)?;
-        for c in [&client, &pubsub] {
+        let messages = build_client(&config, COMMAND_TIMEOUT, PUBSUB_BUFFER)?;
+        for c in [&client, &pubsub, &messages] {
             c.init()
                 .await
                 .with_context(|| format!("connecting to redis at {}", display_url(url)))?;
@@ -342,6 +351,7 @@ impl RedisRelay {
         let inner = Arc::new(Inner {
             client,
             pubsub,
+            messages,
             keys: Keys {
                 prefix: key_prefix.to_owned(),
             },
@@ -362,14 +372,25 @@ impl RedisRelay {
         });
         // Subscribed before `connect` returns, so that no message or event published after
         // a subscription opens can be missed.
-        inner
-            .pubsub
-            .psubscribe(inner.keys.events_pattern())
-            .await
-            .context("subscribing to the rooms' events")?;
+        for channels in [Channels::Events, Channels::Messages] {
+            channels
+                .client(&inner)
+                .psubscribe(channels.pattern(&inner))
+                .await
+                .with_context(|| format!("subscribing to the rooms' {}", channels.name()))?;
+        }
         let shutdown = CancellationToken::new();
         let tasks = vec![
-            tokio::spawn(run_listener(inner.clone(), shutdown.clone())),
+            tokio::spawn(run_listener(
+                inner.clone(),
+                Channels::Events,
+                shutdown.clone(),
+            )),
+            tokio::spawn(run_listener(
+                inner.clone(),
+                Channels::Messages,
+                shutdown.clone(),
+            )),
             tokio::spawn(run_heartbeat(inner.clone(), shutdown.clone())),
         ];
         tracing::info!(url = %inner.display_url, prefix = %key_prefix, node = %inner.node_id, "redis relay connected");
@@ -400,7 +421,11 @@ impl RedisRelay {
 impl Drop for RedisRelay {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let clients = [self.inner.client.clone(), self.inner.pubsub.clone()];
+        let clients = [
+            self.inner.client.clone(),
+            self.inner.pubsub.clone(),
+            self.inner.messages.clone(),
+        ];
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 for client in clients {
@@ -438,7 +463,7 @@ impl RoomRelay for RedisRelay {
             inner.keys.meta(group_id),
             inner.keys.stream(group_id),
             inner.keys.dedupe(group_id),
-            inner.keys.events(group_id),
+            inner.keys.messages(group_id),
         ];
         let mut args = vec![inner.window.to_string(), dedupe];
         args.extend(encode_message(&draft));

@@ -5,7 +5,7 @@ use super::*;
 
 impl Inner {
     pub(super) async fn quit(&self) {
-        for client in [&self.client, &self.pubsub] {
+        for client in [&self.client, &self.pubsub, &self.messages] {
             let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
         }
     }

@@ -21,9 +21,9 @@ pub(super) struct Scripts {
 /// Milliseconds of the Redis clock, so every node expires presence by the same clock.
 pub(super) const NOW_MS: &str = include_str!("lua/now_ms.lua");
 
-/// KEYS: meta, stream, dedupe, events channel. ARGV: window, dedupe member ('' for none),
+/// KEYS: meta, stream, dedupe, messages channel. ARGV: window, dedupe member ('' for none),
 /// the message's fields as a JSON object, then the entry's field/value pairs. Stores a new
-/// message and publishes it on the room's channel. Returns {'uninit'}, {'dup', epoch, entry}
+/// message and publishes it on the room's messages channel. Returns {'uninit'}, {'dup', epoch, entry}
 /// or {'new', epoch, offset}.
 pub(super) const PUBLISH: &str = include_str!("lua/publish.lua");
 

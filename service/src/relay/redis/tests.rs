@@ -149,9 +149,10 @@ async fn a_message_published_on_one_node_reaches_subscribers_on_another() {
     );
 }
 
-/// A message published on this node reaches the local feed straight from the publish, and
-/// every message on the room's channel or from a catch-up; whatever the interleaving, the feed carries each offset once,
-/// in order, and a message that overtook an earlier offset waits for it.
+/// A message published on this node reaches the local feed straight from the publish reply
+/// (`offer`), and again from the room's channel or a catch-up of its stream (`read`);
+/// whatever the interleaving, the feed carries each offset once, in order, and a message
+/// that overtook an earlier offset waits for it.
 #[test]
 fn a_room_feed_carries_each_offset_once_in_order_whichever_path_brings_it() {
     let group = Uuid::new_v4();
@@ -412,7 +413,12 @@ async fn losing_redis_state_reseeds_from_the_store_with_a_new_epoch() {
 
 /// Kills every connection of `relay` (as a network blip would); returns how many.
 async fn kill_connections(relay: &RedisRelay) -> usize {
-    kill(&[&relay.inner.client, &relay.inner.pubsub]).await
+    kill(&[
+        &relay.inner.client,
+        &relay.inner.pubsub,
+        &relay.inner.messages,
+    ])
+    .await
 }
 
 /// Kills the connections of `clients`; returns how many.
@@ -467,7 +473,7 @@ async fn subscribers_keep_receiving_after_a_connection_blip() {
     assert_eq!(next_message(&mut on_a).await.offset, 1);
 
     assert!(
-        kill_connections(&a).await >= 2,
+        kill_connections(&a).await >= 3,
         "every connection of node A killed"
     );
 
@@ -593,6 +599,36 @@ async fn a_message_the_listener_missed_arrives_in_order_once_a_later_one_is_hear
     assert_eq!((second.offset, second.body.as_str()), (2, "heard"));
 }
 
+/// Bodies with what JSON has to escape, and more, cross nodes on the messages channel as
+/// they were sent (neither node's heartbeat comes round: the channel is the only way).
+#[tokio::test]
+async fn any_body_crosses_nodes_on_the_messages_channel_unchanged() {
+    let prefix = random_prefix();
+    let store = store().await;
+    let a = node_without_heartbeat(&prefix, store.clone()).await;
+    let b = node_without_heartbeat(&prefix, store).await;
+    let group = Uuid::new_v4();
+    let mut on_a = a.subscribe(group).await.unwrap();
+    let bodies = [
+        "\"quoted\" \\ back\\slash / slash",
+        "line\nbreak\ttab\r\u{1}\u{1f}",
+        "\u{202e}right-to-left\u{2066} 😀 𝄞 ünïcödé",
+        "{\"kind\":\"message\",\"offset\":99}",
+    ];
+    for body in bodies {
+        b.publish(draft(group, Uuid::new_v4(), "", body))
+            .await
+            .unwrap();
+    }
+    for (i, body) in bodies.iter().enumerate() {
+        let message = next_message(&mut on_a).await;
+        assert_eq!(
+            (message.offset, message.body.as_str()),
+            (i as u64 + 1, *body)
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_quiet_room_gets_a_message_the_listener_missed_at_the_next_heartbeat() {
     let relay = relay(100).await;
@@ -605,13 +641,13 @@ async fn a_quiet_room_gets_a_message_the_listener_missed_at_the_next_heartbeat()
 }
 
 #[tokio::test]
-async fn what_was_published_while_the_subscription_was_down_arrives_once_it_is_back() {
+async fn after_the_messages_subscription_comes_back_a_room_reads_what_its_listener_missed() {
     let relay = node_without_heartbeat(&random_prefix(), store().await).await;
     let group = Uuid::new_v4();
     let mut sub = relay.subscribe(group).await.unwrap();
     opened(&relay, group).await;
     publish_unheard(&relay, group, "while down").await;
-    assert_eq!(kill(&[&relay.inner.pubsub]).await, 1);
+    assert_eq!(kill(&[&relay.inner.messages]).await, 1);
     let message = next_message(&mut sub).await;
     assert_eq!((message.offset, message.body.as_str()), (1, "while down"));
 }
@@ -636,5 +672,6 @@ fn event_channels_map_back_to_their_room() {
     let group = Uuid::new_v4();
     assert_eq!(keys.group_of_channel(&keys.events(group)), Some(group));
     assert_eq!(keys.group_of_channel("other:room:x:events"), None);
-    assert_eq!(keys.events_pattern(), "qc\\*test:room:*:events");
+    assert_eq!(keys.group_of_channel(&keys.messages(group)), Some(group));
+    assert_eq!(keys.pattern("events"), "qc\\*test:room:*:events");
 }
