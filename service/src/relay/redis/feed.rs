@@ -300,18 +300,14 @@ impl LocalRoom {
         }
         match message {
             Some(message) => self.send(message),
-            None => self.advance(offset),
+            None => self.cursor = offset,
         }
         self.release();
     }
 
     fn send(&mut self, message: Arc<ChatMessage>) {
-        self.advance(message.offset);
+        self.cursor = message.offset;
         self.feed.send(RoomEvent::Message(message));
-    }
-
-    fn advance(&mut self, cursor: u64) {
-        self.cursor = cursor;
     }
 
     /// Sends the held messages that now follow the cursor, and forgets those it passed.

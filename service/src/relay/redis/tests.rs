@@ -580,14 +580,21 @@ async fn publish_unheard(relay: &RedisRelay, group: Uuid, body: &str) -> u64 {
     offset.as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn a_message_the_listener_missed_arrives_in_order_once_a_later_one_is_heard() {
+/// Two nodes of one cluster without heartbeats ([`node_without_heartbeat`]), and a room
+/// subscribed on the first.
+async fn two_nodes_without_heartbeat() -> (RedisRelay, RedisRelay, Uuid, Subscription) {
     let prefix = random_prefix();
     let store = store().await;
     let a = node_without_heartbeat(&prefix, store.clone()).await;
     let b = node_without_heartbeat(&prefix, store).await;
     let group = Uuid::new_v4();
-    let mut on_a = a.subscribe(group).await.unwrap();
+    let on_a = a.subscribe(group).await.unwrap();
+    (a, b, group, on_a)
+}
+
+#[tokio::test]
+async fn a_message_the_listener_missed_arrives_in_order_once_a_later_one_is_heard() {
+    let (a, b, group, mut on_a) = two_nodes_without_heartbeat().await;
     opened(&a, group).await;
     assert_eq!(publish_unheard(&b, group, "missed").await, 1);
     b.publish(draft(group, Uuid::new_v4(), "", "heard"))
@@ -603,12 +610,7 @@ async fn a_message_the_listener_missed_arrives_in_order_once_a_later_one_is_hear
 /// they were sent (neither node's heartbeat comes round: the channel is the only way).
 #[tokio::test]
 async fn any_body_crosses_nodes_on_the_messages_channel_unchanged() {
-    let prefix = random_prefix();
-    let store = store().await;
-    let a = node_without_heartbeat(&prefix, store.clone()).await;
-    let b = node_without_heartbeat(&prefix, store).await;
-    let group = Uuid::new_v4();
-    let mut on_a = a.subscribe(group).await.unwrap();
+    let (_a, b, group, mut on_a) = two_nodes_without_heartbeat().await;
     let bodies = [
         "\"quoted\" \\ back\\slash / slash",
         "line\nbreak\ttab\r\u{1}\u{1f}",
